@@ -1,0 +1,90 @@
+/**
+ * Cluster commands: agent, join-token, nodes, node rm / update.
+ */
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import type { JoinTokenResponse, NodeView } from '../node/api/types.ts'
+import { clientFor, dataDirOf, type GlobalOptions } from './context.ts'
+import { CliUserError } from './errors.ts'
+import { age, labels, shortId, table } from './format.ts'
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v]
+
+export function parseLabels (list: string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const l of list) {
+    const eq = l.indexOf('=')
+    if (eq <= 0) throw new CliUserError(`label "${l}" must be KEY=VALUE`)
+    out[l.slice(0, eq)] = l.slice(eq + 1)
+  }
+  return out
+}
+
+export function registerClusterCommands (program: Command, g: () => GlobalOptions): void {
+  program.command('agent')
+    .description('run the node agent (creates a new cluster unless --join is given)')
+    .option('--listen <multiaddr>', 'address to listen on (repeatable)', collect, [])
+    .option('--join <token>', 'join an existing cluster with a token from `p2p-orch join-token`')
+    .option('--seed <multiaddr>', 'extra seed address, with /p2p/<id> (repeatable)', collect, [])
+    .option('--name <name>', 'node name (default: hostname)')
+    .option('--label <k=v>', 'node label for placement constraints (repeatable)', collect, [])
+    .option('--profile <lan|local>', 'timing profile: lan (default) or local (short timers, for tests)', 'lan')
+    .option('--no-runtime', 'do not run containers (a pure control-plane node)')
+    .action(async (o) => {
+      const dir = dataDirOf(g())
+      if (dir === undefined) throw new CliUserError('agent needs --data DIR (or P2P_ORCH_DATA): where the node keeps its identity and state')
+      const { runAgentFromCli } = await import('../node/agent-cli.ts')
+      await runAgentFromCli({
+        dataDir: resolve(dir),
+        listen: o.listen.length > 0 ? o.listen : ['/ip4/0.0.0.0/tcp/7946'],
+        join: o.join,
+        seeds: o.seed,
+        name: o.name,
+        labels: parseLabels(o.label),
+        profile: o.profile,
+        runtime: o.runtime as boolean
+      })
+    })
+
+  program.command('join-token')
+    .description('print the token other nodes join with')
+    .option('--worker', 'a token without the operator key: the new node runs work but its CLI cannot change the cluster')
+    .action(async (o) => {
+      const r = await clientFor(g()).call<JoinTokenResponse>('GET', `/join-token${o.worker === true ? '?worker=1' : ''}`)
+      console.log(g().json === true ? JSON.stringify(r) : r.token)
+    })
+
+  program.command('nodes')
+    .description('list the cluster\'s nodes')
+    .action(async () => {
+      const nodes = await clientFor(g()).call<NodeView[]>('GET', '/nodes')
+      if (g().json === true) { console.log(JSON.stringify(nodes, null, 2)); return }
+      console.log(table(['NAME', 'ID', 'ADDRESS', 'STATUS', 'AVAILABILITY', 'LABELS', 'AGE'], nodes.map((n) => [
+        n.name + (n.self ? ' *' : ''),
+        shortId(n.id),
+        n.addrs[0]?.replace(/\/p2p\/.*$/, '') ?? '-',
+        n.status,
+        n.availability,
+        labels(n.labels),
+        age(n.joinedAt)
+      ])))
+    })
+
+  const node = program.command('node').description('manage one node')
+  node.command('rm <node>')
+    .description('forget a dead or departed node')
+    .option('--force', 'remove even if it still looks alive')
+    .action(async (ref: string, o) => {
+      await clientFor(g()).call('DELETE', `/nodes/${encodeURIComponent(ref)}${o.force === true ? '?force=1' : ''}`)
+      console.log(`removed ${ref}`)
+    })
+  node.command('update <node>')
+    .description('change a node\'s availability or labels')
+    .option('--availability <active|drain|pause>', 'drain moves its replicas away; pause stops new ones')
+    .option('--label-add <k=v>', 'add a label (repeatable)', collect, [])
+    .option('--label-rm <k>', 'remove a label (repeatable)', collect, [])
+    .action(async (ref: string, o) => {
+      const r = await clientFor(g()).call('PATCH', `/nodes/${encodeURIComponent(ref)}`, { availability: o.availability, labelAdd: parseLabels(o.labelAdd), labelRm: o.labelRm })
+      console.log(g().json === true ? JSON.stringify(r) : `updated ${ref}`)
+    })
+}

@@ -1,0 +1,39 @@
+/**
+ * Turns the CLI's `agent` options into NodeOptions: profile by name, the Docker runtime unless
+ * --no-runtime, and a clear failure when the engine is missing.
+ */
+import { runAgent } from './agent.ts'
+import { profileByName } from './profiles.ts'
+import type { Runtime } from './runtime/types.ts'
+import { UserError } from './errors.ts'
+
+export interface AgentCliOptions {
+  dataDir: string
+  listen: string[]
+  join?: string
+  seeds: string[]
+  name?: string
+  labels: Record<string, string>
+  profile: string
+  runtime: boolean
+}
+
+export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
+  let profile
+  try {
+    profile = profileByName(o.profile)
+  } catch (err) {
+    throw new UserError((err as Error).message)
+  }
+  let runtime: Runtime | undefined
+  if (o.runtime) {
+    const { DockerRuntime } = await import('./runtime/docker.ts')
+    runtime = new DockerRuntime()
+    try {
+      await runtime.ping()
+    } catch (err) {
+      throw new UserError(`${(err as Error).message} — start Docker, or run a control-plane-only node with --no-runtime`)
+    }
+  }
+  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime }, (l) => { console.log(l) })
+}

@@ -1,0 +1,30 @@
+/**
+ * The long-running agent process: starts a node, prints how to join, and stops gracefully on
+ * SIGTERM/SIGINT (announcing `left`). A second signal exits at once.
+ */
+import { createNode, type NodeOptions } from './node.ts'
+
+export async function runAgent (opts: NodeOptions, print: (line: string) => void): Promise<void> {
+  const node = await createNode(opts)
+  if (node.identity.created) print('Created a new cluster.')
+  if (node.identity.operatorPem !== null) {
+    print('To add a node to this cluster, run on it:')
+    print(`  p2p-orch agent --data DIR --join ${node.joinToken(true)}`)
+    print('(`p2p-orch join-token` prints the token again; `join-token --worker` prints one without the operator key.)')
+  }
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) {
+      node.logger.warn('second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    node.logger.info({ signal }, 'stopping: announcing leave')
+    node.stop().then(() => process.exit(0), (err) => {
+      node.logger.error({ err }, 'error while stopping')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}

@@ -1,0 +1,105 @@
+/**
+ * The control API server: JSON over HTTP on a unix socket in the data directory (mode 0600, so
+ * only the agent's user can drive it). Routes are registered by createNode; a UserError becomes
+ * a 400 with kind 'user', anything else a 500 with kind 'internal' (and is logged with its stack).
+ */
+import { chmod, rm } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { API_PREFIX, type ApiError } from './api/types.ts'
+import { UserError } from './errors.ts'
+import type { Logger } from './logger.ts'
+
+/** Requests carry specs and small commands; 4 MiB is far above any real one. */
+const MAX_BODY_BYTES = 4 * 1024 * 1024
+
+export type Handler = (ctx: { params: Record<string, string>, query: URLSearchParams, body: unknown, res: ServerResponse }) => Promise<unknown> | unknown
+
+interface Route { method: string, parts: string[], handler: Handler }
+
+export class ControlServer {
+  private readonly routes: Route[] = []
+  private server: Server | undefined
+  private readonly logger: Logger
+
+  constructor (logger: Logger) {
+    this.logger = logger
+  }
+
+  route (method: string, pattern: string, handler: Handler): void {
+    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler })
+  }
+
+  private match (method: string, path: string): { route: Route, params: Record<string, string> } | null {
+    const parts = path.split('/').filter(Boolean)
+    for (const route of this.routes) {
+      if (route.method !== method || route.parts.length !== parts.length) continue
+      const params: Record<string, string> = {}
+      let ok = true
+      for (let i = 0; i < parts.length; i++) {
+        const p = route.parts[i]
+        if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(parts[i])
+        else if (p !== parts[i]) { ok = false; break }
+      }
+      if (ok) return { route, params }
+    }
+    return null
+  }
+
+  private async readBody (req: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const c of req) {
+      size += (c as Buffer).length
+      if (size > MAX_BODY_BYTES) throw new UserError(`request body exceeds ${MAX_BODY_BYTES} bytes`)
+      chunks.push(c as Buffer)
+    }
+    if (size === 0) return undefined
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    } catch {
+      throw new UserError('request body is not JSON')
+    }
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://local')
+    const send = (status: number, body: unknown): void => {
+      if (res.headersSent) { res.end(); return }
+      const text = typeof body === 'string' ? body : JSON.stringify(body)
+      res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' })
+      res.end(text)
+    }
+    if (!url.pathname.startsWith(API_PREFIX)) { send(404, { error: `unknown path ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
+    const m = this.match(req.method ?? 'GET', url.pathname.slice(API_PREFIX.length))
+    if (m === null) { send(404, { error: `unknown endpoint ${req.method} ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
+    try {
+      const body = await this.readBody(req)
+      const result = await m.route.handler({ params: m.params, query: url.searchParams, body, res })
+      if (!res.writableEnded) send(200, result ?? null)
+    } catch (err) {
+      if (err instanceof UserError) {
+        send(400, { error: err.message, kind: 'user' } satisfies ApiError)
+      } else {
+        this.logger.error({ err }, 'control API request failed')
+        send(500, { error: (err as Error).message, kind: 'internal' } satisfies ApiError)
+      }
+    }
+  }
+
+  async listen (socketPath: string): Promise<void> {
+    await rm(socketPath, { force: true })
+    this.server = createServer((req, res) => { void this.handle(req, res) })
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject)
+      this.server!.listen(socketPath, () => resolve())
+    })
+    await chmod(socketPath, 0o600)
+  }
+
+  async close (): Promise<void> {
+    const s = this.server
+    if (s === undefined) return
+    s.closeAllConnections()
+    await new Promise<void>((resolve) => s.close(() => resolve()))
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Keeps this node connected: dials the seeds at start and every known, live member it has no
+ * connection to, every redial interval. A failure to reach any seed is reported with the
+ * reason (a wrong network key shows up here as a failed private-network handshake).
+ */
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { NodeInfo } from '../protocol/keys.ts'
+import type { Host } from './host.ts'
+import type { Logger } from './logger.ts'
+import type { Membership } from './membership.ts'
+import type { StateManager } from './state-manager.ts'
+
+/** One dial must not block the loop; TCP connect + pnet + noise + yamux on a LAN take milliseconds. */
+const DIAL_TIMEOUT_MS = 3000
+/** Repeat "cannot reach any seed" warnings at most this often, to keep logs readable. */
+const SEED_WARNING_INTERVAL_MS = 15_000
+
+export class Dialer {
+  private readonly host: Host
+  private readonly states: StateManager
+  private readonly membership: Membership
+  private readonly seeds: Multiaddr[]
+  private readonly logger: Logger
+  private readonly intervalMs: number
+  private timer: NodeJS.Timeout | undefined
+  private lastSeedWarning = 0
+  private readonly dialing = new Set<string>()
+
+  constructor (o: { host: Host, states: StateManager, membership: Membership, seeds: string[], logger: Logger, intervalMs: number }) {
+    this.host = o.host
+    this.states = o.states
+    this.membership = o.membership
+    this.logger = o.logger
+    this.intervalMs = o.intervalMs
+    this.seeds = o.seeds.map((s) => multiaddr(s))
+  }
+
+  start (): void {
+    void this.tick()
+    this.timer = setInterval(() => { void this.tick() }, this.intervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  private connected (id: string): boolean {
+    return this.host.getConnections().some((c) => c.remotePeer.toString() === id && c.status === 'open')
+  }
+
+  private async dialOne (id: string, target: PeerId | Multiaddr | Multiaddr[]): Promise<string | null> {
+    if (this.dialing.has(id)) return null
+    this.dialing.add(id)
+    try {
+      await this.host.dial(target, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      return null
+    } catch (err) {
+      const e = err as Error & { errors?: Error[] }
+      return e.errors?.map((x) => x.message).join('; ') ?? e.message
+    } finally {
+      this.dialing.delete(id)
+    }
+  }
+
+  async tick (): Promise<void> {
+    const self = this.membership.self
+    const dials: Array<Promise<unknown>> = []
+    for (const [id, info] of this.states.state.family<NodeInfo>('node')) {
+      if (id === self || this.connected(id)) continue
+      const status = this.membership.status(id)
+      if (status === 'dead' || status === 'left') continue
+      const addrs = info.addrs.map((a) => { try { return multiaddr(a) } catch { return null } }).filter((a) => a !== null)
+      if (addrs.length === 0) continue
+      await this.host.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs }).catch(() => {})
+      dials.push(this.dialOne(id, addrs))
+    }
+    if (this.host.getConnections().length === 0 && this.seeds.length > 0) {
+      const errors = await Promise.all(this.seeds.filter((s) => s.getComponents().find((c) => c.name === 'p2p')?.value !== self)
+        .map(async (s) => await this.dialOne(s.toString(), s)))
+      const failed = errors.filter((e) => e !== null)
+      if (failed.length > 0 && failed.length === this.seeds.length && Date.now() - this.lastSeedWarning > SEED_WARNING_INTERVAL_MS) {
+        this.lastSeedWarning = Date.now()
+        this.logger.warn({ seeds: this.seeds.map(String), error: failed[0] }, 'cannot reach any seed (if they are up, check that the join token is from this cluster: a different network key fails the private-network handshake)')
+      }
+    }
+    await Promise.all(dials)
+  }
+}

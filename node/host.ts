@@ -1,0 +1,63 @@
+/**
+ * The libp2p host: TCP, a private network (pnet) keyed by the cluster's network key, Noise,
+ * Yamux, identify and gossipsub.
+ *
+ * `@libp2p/gossipsub` is the ChainSafe gossipsub implementation as maintained inside js-libp2p
+ * for libp2p 3 (`@chainsafe/libp2p-gossipsub@14` only works with libp2p 2).
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import { MAX_GOSSIP_BYTES } from '../protocol/codec.ts'
+import { pnetKeyFile } from '../protocol/token.ts'
+
+export type Host = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<typeof identify>> }>
+
+/**
+ * Gossipsub mesh degree for small clusters: the defaults (D=6, Dlo=4) cannot be reached with
+ * 3–5 nodes, which leaves the mesh permanently "under-subscribed". With flood publishing on,
+ * our own messages reach every connected subscriber anyway; the mesh only relays.
+ */
+const MESH_D = 4
+const MESH_DLO = 2
+const MESH_DHI = 8
+/** The pnet nonce exchange must finish within this; a peer with another network key fails here. */
+const PNET_HANDSHAKE_TIMEOUT_MS = 2000
+/** Connection limits sized for a full mesh of a few hundred nodes. */
+const MAX_CONNECTIONS = 400
+
+export interface HostOptions {
+  privateKey: PrivateKey
+  networkKey: Uint8Array
+  listen: string[]
+}
+
+export async function createHost (opts: HostOptions): Promise<Host> {
+  return await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: opts.listen },
+    transports: [tcp()],
+    connectionProtector: preSharedKey({ psk: pnetKeyFile(opts.networkKey), timeout: PNET_HANDSHAKE_TIMEOUT_MS }),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { maxConnections: MAX_CONNECTIONS },
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        D: MESH_D,
+        Dlo: MESH_DLO,
+        Dhi: MESH_DHI,
+        floodPublish: true,
+        allowPublishToZeroTopicPeers: true,
+        ignoreDuplicatePublishError: true,
+        emitSelf: false,
+        maxInboundDataLength: MAX_GOSSIP_BYTES + 4096
+      })
+    }
+  }) as unknown as Host
+}

@@ -1,0 +1,126 @@
+/**
+ * The node's identity and cluster membership credentials, kept in its data directory:
+ *
+ *   node.key      libp2p Ed25519 private key (protobuf) — the node's peer id; never regenerated
+ *   cluster.json  cluster id, network key, trusted operator, seeds
+ *   operator.key  operator private key (PKCS#8 PEM, 0600) — only on nodes allowed to sign writes
+ *
+ * A corrupt file is an error, never a reason to silently become a new node.
+ */
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { chmod, mkdir, readFile, writeFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { operatorSignerFromPem, type Signer } from '../protocol/sign.ts'
+import { decodeToken, NETWORK_KEY_BYTES, type JoinToken } from '../protocol/token.ts'
+import { DataDirError, UserError } from './errors.ts'
+
+export interface ClusterConfig {
+  clusterId: string
+  networkKey: Uint8Array
+  operator: string
+  seeds: string[]
+}
+
+export interface Identity {
+  privateKey: PrivateKey
+  cluster: ClusterConfig
+  /** present when this node holds the operator key */
+  operator: Signer | null
+  operatorPem: string | null
+  /** true if this start created a brand-new cluster */
+  created: boolean
+}
+
+export const FILES = {
+  nodeKey: 'node.key',
+  cluster: 'cluster.json',
+  operatorKey: 'operator.key',
+  socket: 'control.sock',
+  db: 'state'
+} as const
+
+async function writeFileAtomic (path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`
+  await writeFile(tmp, data, { mode })
+  await chmod(tmp, mode)
+  await rename(tmp, path)
+}
+
+async function loadNodeKey (dir: string): Promise<PrivateKey> {
+  const path = join(dir, FILES.nodeKey)
+  if (!existsSync(path)) {
+    const key = await generateKeyPair('Ed25519')
+    await writeFileAtomic(path, privateKeyToProtobuf(key), 0o600)
+    return key
+  }
+  try {
+    return privateKeyFromProtobuf(await readFile(path))
+  } catch (err) {
+    throw new DataDirError(`${path} is corrupt (${(err as Error).message}); refusing to start with a new identity — restore the file or use a fresh --data directory`)
+  }
+}
+
+function parseClusterJson (path: string, text: string): ClusterConfig {
+  try {
+    const j = JSON.parse(text)
+    const networkKey = Buffer.from(j.networkKey, 'hex')
+    if (typeof j.clusterId !== 'string' || networkKey.length !== NETWORK_KEY_BYTES || typeof j.operator !== 'string' || !Array.isArray(j.seeds)) throw new Error('missing fields')
+    return { clusterId: j.clusterId, networkKey: new Uint8Array(networkKey), operator: j.operator, seeds: j.seeds }
+  } catch (err) {
+    throw new DataDirError(`${path} is corrupt (${(err as Error).message}); restore it or use a fresh --data directory`)
+  }
+}
+
+async function saveCluster (dir: string, c: ClusterConfig): Promise<void> {
+  const text = JSON.stringify({ clusterId: c.clusterId, networkKey: Buffer.from(c.networkKey).toString('hex'), operator: c.operator, seeds: c.seeds }, null, 2)
+  await writeFileAtomic(join(dir, FILES.cluster), text + '\n', 0o600)
+}
+
+/**
+ * Load the identity from `dir`, creating what is missing: a new cluster when there is neither a
+ * cluster.json nor a token, or the token's cluster when joining.
+ */
+export async function loadIdentity (dir: string, joinToken: string | undefined, extraSeeds: string[]): Promise<Identity> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const token: JoinToken | undefined = joinToken === undefined ? undefined : decodeToken(joinToken)
+  const privateKey = await loadNodeKey(dir)
+  const clusterPath = join(dir, FILES.cluster)
+  const operatorPath = join(dir, FILES.operatorKey)
+  let created = false
+  let cluster: ClusterConfig
+
+  if (existsSync(clusterPath)) {
+    cluster = parseClusterJson(clusterPath, await readFile(clusterPath, 'utf8'))
+    if (token !== undefined && token.clusterId !== cluster.clusterId) {
+      throw new DataDirError(`${dir} belongs to cluster ${cluster.clusterId}, but the join token is for cluster ${token.clusterId}; use a fresh --data directory to join another cluster`)
+    }
+  } else if (token !== undefined) {
+    cluster = { clusterId: token.clusterId, networkKey: token.networkKey, operator: token.operator, seeds: token.seeds }
+    if (token.operatorKey !== undefined && !existsSync(operatorPath)) await writeFileAtomic(operatorPath, token.operatorKey, 0o600)
+  } else {
+    const { privateKey: opKey } = generateKeyPairSync('ed25519')
+    const pem = opKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+    await writeFileAtomic(operatorPath, pem, 0o600)
+    cluster = { clusterId: randomUUID(), networkKey: new Uint8Array(randomBytes(NETWORK_KEY_BYTES)), operator: operatorSignerFromPem(pem).id, seeds: [] }
+    created = true
+  }
+  const seeds = [...new Set([...cluster.seeds, ...(token?.seeds ?? []), ...extraSeeds])]
+  cluster = { ...cluster, seeds }
+  await saveCluster(dir, cluster)
+
+  let operator: Signer | null = null
+  let operatorPem: string | null = null
+  if (existsSync(operatorPath)) {
+    operatorPem = await readFile(operatorPath, 'utf8')
+    try {
+      operator = operatorSignerFromPem(operatorPem)
+    } catch (err) {
+      throw new DataDirError(`${operatorPath} is not a valid operator key (${(err as Error).message})`)
+    }
+    if (operator.id !== cluster.operator) throw new UserError(`${operatorPath} is not this cluster's operator key`)
+  }
+  return { privateKey, cluster, operator, operatorPem, created }
+}

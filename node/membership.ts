@@ -1,0 +1,259 @@
+/**
+ * Failure detection, SWIM-style: every probe interval one member is pinged directly over a
+ * libp2p stream; if it does not answer in time, `indirectProbes` other members are asked to
+ * ping it; if nobody reaches it, it is declared suspect. A suspect that does not refute within
+ * the suspicion timeout is declared dead. A node that hears a rumour about itself refutes it
+ * by re-announcing itself alive with a higher incarnation.
+ *
+ * Member records live in the replicated state (member/<id>), so gossip spreads verdicts fast
+ * and anti-entropy repairs any that were lost.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { pack, unpack } from '../protocol/codec.ts'
+import { key, type MemberRecord } from '../protocol/keys.ts'
+import { memberVersion, refutation, type MemberStatus, type MemberView } from '../protocol/membership.ts'
+import type { StateRecord } from '../protocol/record.ts'
+import type { Signer } from '../protocol/sign.ts'
+import type { Host } from './host.ts'
+import type { Logger } from './logger.ts'
+import type { Counters } from './metrics.ts'
+import type { Profile } from './profiles.ts'
+import type { StateManager } from './state-manager.ts'
+import type { Store } from './store.ts'
+import { framed } from './wire.ts'
+
+export const SWIM_PROTOCOL = '/p2p-orch/swim/1.0.0'
+/** Probe frames are tiny; anything bigger is garbage. */
+const MAX_SWIM_FRAME_BYTES = 1024
+const MAX_INBOUND_SWIM_STREAMS = 16
+
+export interface MemberEntry extends MemberView {
+  id: string
+}
+
+export class Membership {
+  private readonly host: Host
+  private readonly states: StateManager
+  private readonly signer: Signer
+  private readonly profile: Profile
+  private readonly logger: Logger
+  private readonly counters: Counters
+  private readonly store: Store
+  private incarnation = 0
+  private timer: NodeJS.Timeout | undefined
+  private readonly suspicionTimers = new Map<string, NodeJS.Timeout>()
+  private probeOrder: string[] = []
+  private readonly probing = new Set<string>()
+  private stopped = true
+
+  constructor (o: { host: Host, states: StateManager, signer: Signer, profile: Profile, logger: Logger, counters: Counters, store: Store }) {
+    this.host = o.host
+    this.states = o.states
+    this.signer = o.signer
+    this.profile = o.profile
+    this.logger = o.logger
+    this.counters = o.counters
+    this.store = o.store
+  }
+
+  get self (): string {
+    return this.signer.id
+  }
+
+  members (): MemberEntry[] {
+    return this.states.state.family<MemberRecord>('member').map(([id, v]) => {
+      const rec = this.states.state.get(key.member(id)) as StateRecord
+      return { id, status: v.status, incarnation: rec.t[0] }
+    })
+  }
+
+  status (id: string): MemberStatus | undefined {
+    return this.states.state.value<MemberRecord>(key.member(id))?.status
+  }
+
+  private view (id: string): MemberView | undefined {
+    const rec = this.states.state.get(key.member(id))
+    const v = this.states.state.value<MemberRecord>(key.member(id))
+    return rec === undefined || v === undefined ? undefined : { status: v.status, incarnation: rec.t[0] }
+  }
+
+  private announce (id: string, m: MemberView): void {
+    this.states.write(key.member(id), { status: m.status } satisfies MemberRecord, this.signer, memberVersion(m))
+  }
+
+  async start (): Promise<void> {
+    this.stopped = false
+    // A restarted node may be remembered as dead or suspect: start above anything seen.
+    const stored = (await this.store.getMeta<number>('incarnation')) ?? 0
+    const seen = this.view(this.self)?.incarnation ?? 0
+    this.incarnation = Math.max(stored, seen) + 1
+    await this.store.putMeta('incarnation', this.incarnation)
+    this.announce(this.self, { status: 'alive', incarnation: this.incarnation })
+
+    await this.host.handle(SWIM_PROTOCOL, (stream: Stream, conn: Connection) => { void this.answer(stream, conn) }, { maxInboundStreams: MAX_INBOUND_SWIM_STREAMS })
+    this.states.on('change', this.onChange)
+    this.host.addEventListener('peer:disconnect', this.onDisconnect)
+    this.timer = setInterval(() => { this.probeNext() }, this.profile.probeIntervalMs)
+    this.timer.unref()
+    for (const m of this.members()) if (m.status === 'suspect') this.startSuspicion(m.id, m.incarnation)
+  }
+
+  /** Announce a graceful leave so others don't wait for the failure detector. */
+  async leave (): Promise<void> {
+    this.announce(this.self, { status: 'left', incarnation: this.incarnation })
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    for (const t of this.suspicionTimers.values()) clearTimeout(t)
+    this.suspicionTimers.clear()
+    this.states.off('change', this.onChange)
+    this.host.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.host.unhandle(SWIM_PROTOCOL)
+  }
+
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    // A crashed process closes its sockets: probe right away instead of waiting our turn.
+    const id = evt.detail.toString()
+    if (this.status(id) === 'alive') void this.probe(id)
+  }
+
+  private readonly onChange = (recs: StateRecord[]): void => {
+    for (const r of recs) {
+      if (!r.k.startsWith('member/')) continue
+      const id = r.k.slice('member/'.length)
+      const v = this.view(id)
+      if (v === undefined) continue
+      if (id === this.self) {
+        if (this.stopped) continue
+        const refute = refutation({ status: 'alive', incarnation: this.incarnation }, v)
+        if (refute !== null) {
+          this.incarnation = refute.incarnation
+          void this.store.putMeta('incarnation', this.incarnation)
+          this.logger.info({ rumour: v.status, incarnation: this.incarnation }, 'refuting a rumour about this node')
+          this.counters.inc('refutations_total')
+          this.announce(this.self, refute)
+        }
+        continue
+      }
+      if (v.status === 'suspect') this.startSuspicion(id, v.incarnation)
+      else this.cancelSuspicion(id)
+      if (v.status === 'dead' || v.status === 'left') this.logger.info({ peer: id, status: v.status }, `member ${v.status}`)
+    }
+  }
+
+  private startSuspicion (id: string, incarnation: number): void {
+    if (this.suspicionTimers.has(id)) return
+    const t = setTimeout(() => {
+      this.suspicionTimers.delete(id)
+      const v = this.view(id)
+      if (this.stopped || v === undefined || v.status !== 'suspect' || v.incarnation !== incarnation) return
+      this.counters.inc('members_declared_dead_total')
+      this.announce(id, { status: 'dead', incarnation })
+    }, this.profile.suspicionTimeoutMs)
+    t.unref()
+    this.suspicionTimers.set(id, t)
+  }
+
+  private cancelSuspicion (id: string): void {
+    const t = this.suspicionTimers.get(id)
+    if (t !== undefined) clearTimeout(t)
+    this.suspicionTimers.delete(id)
+  }
+
+  private probeTargets (): string[] {
+    return this.members().filter((m) => m.id !== this.self && (m.status === 'alive' || m.status === 'suspect')).map((m) => m.id)
+  }
+
+  /** Round-robin over a shuffled member list (SWIM's bounded detection time). */
+  private probeNext (): void {
+    if (this.probeOrder.length === 0) {
+      this.probeOrder = this.probeTargets()
+      for (let i = this.probeOrder.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1))
+        ;[this.probeOrder[i], this.probeOrder[j]] = [this.probeOrder[j], this.probeOrder[i]]
+      }
+    }
+    const id = this.probeOrder.pop()
+    if (id !== undefined) void this.probe(id)
+  }
+
+  /** Ping `target` directly; returns whether it answered. */
+  async ping (target: string, timeoutMs: number): Promise<boolean> {
+    const signal = AbortSignal.timeout(timeoutMs)
+    try {
+      const stream = await this.host.dialProtocol(peerIdFromString(target), SWIM_PROTOCOL, { signal })
+      const f = framed(stream, MAX_SWIM_FRAME_BYTES)
+      try {
+        await f.write(pack({ t: 'ping' }), signal)
+        const reply = unpack(await f.read(signal)) as { t?: string }
+        return reply?.t === 'ack'
+      } finally {
+        await f.close()
+      }
+    } catch {
+      return false
+    }
+  }
+
+  private async probe (target: string): Promise<void> {
+    if (this.stopped || this.probing.has(target)) return
+    this.probing.add(target)
+    try {
+      this.counters.inc('probes_total')
+      if (await this.ping(target, this.profile.probeTimeoutMs)) return
+      const helpers = this.probeTargets().filter((id) => id !== target && this.status(id) === 'alive')
+        .sort(() => Math.random() - 0.5).slice(0, this.profile.indirectProbes)
+      const indirect = await Promise.all(helpers.map(async (h) => await this.pingReq(h, target)))
+      if (indirect.some(Boolean)) return
+      const v = this.view(target)
+      if (this.stopped || v === undefined || v.status !== 'alive') return
+      this.counters.inc('members_suspected_total')
+      this.logger.info({ peer: target }, 'member suspect: no direct or indirect ack')
+      this.announce(target, { status: 'suspect', incarnation: v.incarnation })
+    } finally {
+      this.probing.delete(target)
+    }
+  }
+
+  private async pingReq (helper: string, target: string): Promise<boolean> {
+    const timeoutMs = this.profile.probeTimeoutMs * 2
+    const signal = AbortSignal.timeout(timeoutMs)
+    try {
+      const stream = await this.host.dialProtocol(peerIdFromString(helper), SWIM_PROTOCOL, { signal })
+      const f = framed(stream, MAX_SWIM_FRAME_BYTES)
+      try {
+        await f.write(pack({ t: 'ping-req', target }), signal)
+        const reply = unpack(await f.read(signal)) as { t?: string }
+        return reply?.t === 'ack'
+      } finally {
+        await f.close()
+      }
+    } catch {
+      return false
+    }
+  }
+
+  private async answer (stream: Stream, conn: Connection): Promise<void> {
+    const signal = AbortSignal.timeout(this.profile.probeTimeoutMs * 3)
+    const f = framed(stream, MAX_SWIM_FRAME_BYTES)
+    try {
+      const msg = unpack(await f.read(signal)) as { t?: unknown, target?: unknown }
+      if (msg?.t === 'ping') {
+        await f.write(pack({ t: 'ack' }), signal)
+      } else if (msg?.t === 'ping-req' && typeof msg.target === 'string' && this.status(msg.target) !== undefined) {
+        const ok = await this.ping(msg.target, this.profile.probeTimeoutMs)
+        await f.write(pack({ t: ok ? 'ack' : 'nack' }), signal)
+      } else {
+        this.counters.inc('swim_frames_rejected_total')
+        this.logger.warn({ peer: conn.remotePeer.toString() }, 'rejected malformed probe frame')
+      }
+    } catch {
+      // a probe that timed out or a peer that went away: nothing to do
+    } finally {
+      await f.close()
+    }
+  }
+}

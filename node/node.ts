@@ -1,0 +1,164 @@
+/**
+ * createNode(): wires one p2p-orch node, in this order —
+ *   identity (data dir) → store → state → libp2p host → gossip → anti-entropy → membership
+ *   → dialer → node info → reconciler (when a runtime is given) → control API.
+ * stop() undoes it in reverse, announcing `left` first so peers don't wait for a timeout.
+ */
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { key, type NodeInfo } from '../protocol/keys.ts'
+import { signerFromRaw } from '../protocol/sign.ts'
+import { encodeToken } from '../protocol/token.ts'
+import { ControlServer } from './control.ts'
+import { Dialer } from './dialer.ts'
+import { Gossip } from './gossip.ts'
+import { createHost, type Host } from './host.ts'
+import { FILES, loadIdentity, type Identity } from './identity.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { Membership } from './membership.ts'
+import { Counters } from './metrics.ts'
+import type { Profile } from './profiles.ts'
+import { PROFILES } from './profiles.ts'
+import type { Runtime } from './runtime/types.ts'
+import { StateManager } from './state-manager.ts'
+import { LevelStore, type Store } from './store.ts'
+import { AntiEntropy } from './sync.ts'
+import { registerClusterRoutes } from './routes-cluster.ts'
+
+import { VERSION } from './version.ts'
+export { VERSION }
+/** Time given to gossip to carry the `left` announcement before the host shuts down. */
+const LEAVE_GRACE_MS = 300
+
+export interface NodeOptions {
+  dataDir: string
+  listen: string[]
+  join?: string
+  seeds?: string[]
+  name?: string
+  labels?: Record<string, string>
+  profile?: Profile
+  runtime?: Runtime
+  logger?: Logger
+  store?: Store
+  now?: () => number
+  /** serve the control API on <data>/control.sock (default true) */
+  control?: boolean
+}
+
+export interface P2pNode {
+  readonly id: string
+  readonly name: string
+  readonly host: Host
+  readonly states: StateManager
+  readonly membership: Membership
+  readonly sync: AntiEntropy
+  readonly identity: Identity
+  readonly counters: Counters
+  readonly logger: Logger
+  readonly socketPath: string
+  joinToken (full: boolean): string
+  stop (): Promise<void>
+}
+
+export async function createNode (opts: NodeOptions): Promise<P2pNode> {
+  const profile = opts.profile ?? PROFILES.lan
+  const now = opts.now ?? Date.now
+  const identity = await loadIdentity(opts.dataDir, opts.join, opts.seeds ?? [])
+  const peerId: PeerId = peerIdFromPrivateKey(identity.privateKey)
+  const id = peerId.toString()
+  const name = opts.name ?? hostname()
+  const logger = opts.logger ?? createLogger(name)
+  const counters = new Counters()
+  const store = opts.store ?? new LevelStore(join(opts.dataDir, FILES.db))
+  await store.open()
+
+  const trust = { operators: new Set([identity.cluster.operator]) }
+  const states = new StateManager({ clusterId: identity.cluster.clusterId, trust, store, logger, counters, now })
+  await states.load()
+
+  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen })
+  const nodeSigner = signerFromRaw(id, identity.privateKey.raw)
+  const gossip = new Gossip(host, states, logger, counters)
+  const sync = new AntiEntropy(host, states, logger, counters)
+  const membership = new Membership({ host, states, signer: nodeSigner, profile, logger, counters, store })
+
+  await host.start()
+  gossip.start()
+  await sync.start()
+  await membership.start()
+
+  const joinedAt = (await store.getMeta<number>('joinedAt')) ?? now()
+  await store.putMeta('joinedAt', joinedAt)
+  const resources = opts.runtime !== undefined ? await opts.runtime.resources() : { cpus: (await import('node:os')).cpus().length, memoryBytes: (await import('node:os')).totalmem() }
+  const info: NodeInfo = {
+    name,
+    addrs: host.getMultiaddrs().map(String),
+    labels: opts.labels ?? {},
+    cpus: resources.cpus,
+    memoryBytes: resources.memoryBytes,
+    version: VERSION,
+    startedAt: now(),
+    joinedAt
+  }
+  states.write(key.node(id), info, nodeSigner)
+
+  // Repair on (re)connect: whatever we missed while apart comes over in one exchange.
+  const onConnect = (evt: CustomEvent<PeerId>): void => { void sync.syncWith(evt.detail) }
+  host.addEventListener('peer:connect', onConnect)
+  const antiEntropyTimer = setInterval(() => {
+    const peers = host.getPeers()
+    if (peers.length > 0) void sync.syncWith(peers[Math.floor(Math.random() * peers.length)])
+  }, profile.antiEntropyIntervalMs)
+  antiEntropyTimer.unref()
+
+  const dialer = new Dialer({ host, states, membership, seeds: identity.cluster.seeds, logger, intervalMs: profile.redialIntervalMs })
+  dialer.start()
+
+  const ownAddrs = info.addrs
+  const node: P2pNode = {
+    id,
+    name,
+    host,
+    states,
+    membership,
+    sync,
+    identity,
+    counters,
+    logger,
+    socketPath: join(opts.dataDir, FILES.socket),
+    joinToken: (full) => encodeToken({
+      clusterId: identity.cluster.clusterId,
+      networkKey: identity.cluster.networkKey,
+      seeds: [...new Set([...ownAddrs, ...identity.cluster.seeds])],
+      operator: identity.cluster.operator,
+      ...(full && identity.operatorPem !== null ? { operatorKey: identity.operatorPem } : {})
+    }),
+    stop: async () => {}
+  }
+
+  const control = new ControlServer(logger)
+  registerClusterRoutes(control, node)
+  if (opts.control !== false) await control.listen(node.socketPath)
+
+  let stopped = false
+  node.stop = async () => {
+    if (stopped) return
+    stopped = true
+    await control.close()
+    await membership.leave()
+    await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
+    clearInterval(antiEntropyTimer)
+    host.removeEventListener('peer:connect', onConnect)
+    dialer.stop()
+    await membership.stop()
+    gossip.stop()
+    await sync.stop()
+    await host.stop()
+    await store.close()
+  }
+  logger.info({ id, addrs: info.addrs, cluster: identity.cluster.clusterId }, 'node started')
+  return node
+}

@@ -1,0 +1,62 @@
+/**
+ * Timing profiles, in the spirit of memberlist's DefaultLANConfig / DefaultLocalConfig: every
+ * default carries its reason. `lan` is for real clusters; `local` shortens everything for tests
+ * and benchmarks on one machine.
+ */
+
+export interface Profile {
+  name: 'lan' | 'local'
+  /** How often the failure detector probes one random member. */
+  probeIntervalMs: number
+  /** How long a direct probe may take before we ask others to probe indirectly. */
+  probeTimeoutMs: number
+  /** How many members are asked to probe a silent member on our behalf (SWIM's k). */
+  indirectProbes: number
+  /** How long a suspect has to refute before it is declared dead. */
+  suspicionTimeoutMs: number
+  /** Period of the anti-entropy digest exchange with one random peer. */
+  antiEntropyIntervalMs: number
+  /** Period of the reconciler's full pass (runtime events can be lost). */
+  reconcileIntervalMs: number
+  /** Period of re-dialing known members we have no connection to. */
+  redialIntervalMs: number
+}
+
+export const PROFILES: Record<Profile['name'], Profile> = {
+  lan: {
+    name: 'lan',
+    // One probe per second per node keeps idle traffic tiny (memberlist's LAN default) while a
+    // crashed peer is noticed at once anyway: its TCP connection closes and we probe right away.
+    probeIntervalMs: 1000,
+    // A LAN round trip is well under 10 ms; 500 ms absorbs GC pauses and a busy event loop,
+    // which is what causes false suspicion on small machines.
+    probeTimeoutMs: 500,
+    // Three helpers make a false suspicion need four lost paths, not one (SWIM paper).
+    indirectProbes: 3,
+    // Detection goal is ≤ 3 s after a crash: probe (≤ 1 s) + suspicion (1.5 s). A live node
+    // refutes in one round trip, so 1.5 s is plenty to clear a false suspicion.
+    suspicionTimeoutMs: 1500,
+    // Gossip carries nearly everything; anti-entropy only repairs losses, so it can be lazy.
+    antiEntropyIntervalMs: 5000,
+    // Docker events cover nearly every change; the periodic pass catches missed ones.
+    reconcileIntervalMs: 10_000,
+    // Re-dial lost members often enough to heal a partition within a few seconds.
+    redialIntervalMs: 2000
+  },
+  local: {
+    name: 'local',
+    probeIntervalMs: 250,
+    probeTimeoutMs: 200,
+    indirectProbes: 2,
+    suspicionTimeoutMs: 800,
+    antiEntropyIntervalMs: 1000,
+    reconcileIntervalMs: 2000,
+    redialIntervalMs: 500
+  }
+}
+
+export function profileByName (name: string): Profile {
+  const p = PROFILES[name as Profile['name']]
+  if (p === undefined) throw new Error(`unknown profile "${name}" (use lan or local)`)
+  return p
+}

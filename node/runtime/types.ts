@@ -1,0 +1,86 @@
+/**
+ * The container runtime boundary. The reconciler only ever talks to this interface; DockerRuntime
+ * (dockerode, a real engine) and MemoryRuntime (fast tests) both implement it and both pass
+ * test/contract/runtime.contract.ts.
+ */
+import type { ServiceSpec } from '../../protocol/spec.ts'
+
+/** Labels every managed container carries (the design brief's contract). */
+export const LABEL_SERVICE = 'p2p-orch.service'
+export const LABEL_SLOT = 'p2p-orch.slot'
+export const LABEL_NODE = 'p2p-orch.node'
+export const LABEL_GENERATION = 'p2p-orch.generation'
+
+export type ContainerState = 'created' | 'running' | 'restarting' | 'paused' | 'exited' | 'dead' | 'removing'
+export type ContainerHealth = 'none' | 'starting' | 'healthy' | 'unhealthy'
+
+export interface ContainerInfo {
+  id: string
+  name: string
+  service: string
+  slot: number
+  node: string
+  generation: number
+  image: string
+  state: ContainerState
+  health: ContainerHealth
+  exitCode: number | null
+  /** ms since epoch, 0 if never started */
+  startedAt: number
+  finishedAt: number
+  /** all labels, including the p2p-orch.* ones */
+  labels: Record<string, string>
+}
+
+export interface CreateRequest {
+  spec: ServiceSpec
+  slot: number
+  node: string
+  generation: number
+  /** container name, unique per engine */
+  name: string
+  /** host IP that published ports bind to (each test node gets its own 127.0.0.N) */
+  hostIp?: string
+}
+
+export interface RuntimeEvent {
+  type: 'start' | 'die' | 'destroy' | 'health' | 'create' | 'stop'
+  containerId: string
+  /** labels of the container, when the engine reports them */
+  labels: Record<string, string>
+}
+
+export interface Resources {
+  cpus: number
+  memoryBytes: number
+}
+
+export interface Runtime {
+  /** Engine reachable? Throws RuntimeUnavailableError with the reason otherwise. */
+  ping(): Promise<void>
+  /** Total resources the engine offers (Docker info NCPU / MemTotal). */
+  resources(): Promise<Resources>
+  /** Containers with the given p2p-orch.node label (all states). */
+  list(node: string): Promise<ContainerInfo[]>
+  inspect(id: string): Promise<ContainerInfo | null>
+  /** Whether the image exists locally. */
+  hasImage(image: string): Promise<boolean>
+  /** Create and start; returns the container id. Throws ImageNotFoundError if the image is missing. */
+  run(req: CreateRequest): Promise<string>
+  start(id: string): Promise<void>
+  /** Stop with the spec's grace period (seconds), then the engine kills. */
+  stop(id: string, graceMs: number): Promise<void>
+  remove(id: string): Promise<void>
+  /** Subscribe to container events; returns an unsubscribe function. */
+  events(onEvent: (e: RuntimeEvent) => void): () => void
+  /** Container log output (stdout+stderr), last `tail` lines. */
+  logs(id: string, tail: number): Promise<string>
+}
+
+export class RuntimeUnavailableError extends Error {
+  name = 'RuntimeUnavailableError'
+}
+
+export class ImageNotFoundError extends Error {
+  name = 'ImageNotFoundError'
+}

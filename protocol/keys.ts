@@ -1,0 +1,100 @@
+/**
+ * Key families of the cluster state, their value types, and who may write them.
+ *
+ * Desired state (operator-signed, last-writer-wins by HLC):
+ *   svc/<name>        ServiceRecord | null (null = removed)
+ *   scale/<name>      ScaleRecord — separate from the spec so `scale` and `update` never clobber each other
+ *   nodecfg/<peerId>  NodeConfig — operator-set labels and availability
+ * Observed state (signed by the node it describes, only that node may write it):
+ *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
+ *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
+ *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC)
+ */
+import type { MemberStatus } from './membership.ts'
+import type { ServiceSpec } from './spec.ts'
+
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'member' | 'node' | 'tasks'
+
+export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg'])
+export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks'])
+
+export function parseKey (key: string): { family: Family, id: string } | null {
+  const slash = key.indexOf('/')
+  if (slash <= 0) return null
+  const family = key.slice(0, slash) as Family
+  const id = key.slice(slash + 1)
+  if (id.length === 0 || id.includes('/')) return null
+  if (!DESIRED_FAMILIES.has(family) && !OBSERVED_FAMILIES.has(family)) return null
+  return { family, id }
+}
+
+export const key = {
+  svc: (name: string) => `svc/${name}`,
+  scale: (name: string) => `scale/${name}`,
+  nodecfg: (id: string) => `nodecfg/${id}`,
+  member: (id: string) => `member/${id}`,
+  node: (id: string) => `node/${id}`,
+  tasks: (id: string) => `tasks/${id}`
+}
+
+export interface ServiceRecord {
+  spec: ServiceSpec
+  /** bumped by every spec change; replicas carry it as a label */
+  generation: number
+}
+
+export interface ScaleRecord {
+  replicas: number
+}
+
+export type Availability = 'active' | 'drain' | 'pause'
+
+export interface NodeConfig {
+  labels: Record<string, string>
+  availability: Availability
+}
+
+export interface MemberRecord {
+  status: MemberStatus
+}
+
+export interface NodeInfo {
+  name: string
+  /** multiaddrs ending in /p2p/<id> */
+  addrs: string[]
+  /** labels given with --label at start */
+  labels: Record<string, string>
+  cpus: number
+  memoryBytes: number
+  /** software version, for `nodes` */
+  version: string
+  /** ms since epoch when this agent process started */
+  startedAt: number
+  /** ms since epoch when the node first joined (kept across restarts) */
+  joinedAt: number
+}
+
+export type TaskState = 'pending' | 'starting' | 'running' | 'failed' | 'stopping' | 'complete' | 'rejected'
+
+export interface TaskExit {
+  at: number
+  exitCode: number | null
+  reason: string
+}
+
+export interface TaskStatus {
+  service: string
+  slot: number
+  container: string
+  state: TaskState
+  health: 'none' | 'starting' | 'healthy' | 'unhealthy'
+  generation: number
+  error: string
+  startedAt: number
+  /** last few exits, newest first (Swarm's task history) */
+  history: TaskExit[]
+}
+
+export interface TaskReport {
+  tasks: TaskStatus[]
+}

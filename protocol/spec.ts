@@ -1,0 +1,96 @@
+/**
+ * Service specs: the desired state of one service, as the cluster stores and gossips it.
+ *
+ * A spec is produced by the Compose translation (compose.ts) and is plain data (msgpack-able):
+ * no class instances, no undefined-vs-missing ambiguity that would change a signature.
+ */
+
+/** A published port: `published` opens on every node (routing mesh), `target` is in the container. */
+export interface PortSpec {
+  target: number
+  published?: number
+  protocol: 'tcp' | 'udp'
+  /** 'ingress' (every node, routing mesh) or 'host' (only where a replica runs), as in Compose. */
+  mode: 'ingress' | 'host'
+}
+
+export interface HealthcheckSpec {
+  /** Docker's form: ['CMD', ...] / ['CMD-SHELL', '...'] / ['NONE'] */
+  test: string[]
+  intervalMs: number
+  timeoutMs: number
+  retries: number
+  startPeriodMs: number
+}
+
+export interface MountSpec {
+  type: 'volume' | 'bind' | 'tmpfs'
+  /** volume name or host path; empty for tmpfs */
+  source: string
+  target: string
+  readOnly: boolean
+}
+
+export interface RestartPolicySpec {
+  condition: 'none' | 'on-failure' | 'any'
+  delayMs: number
+  /** 0 = unlimited */
+  maxAttempts: number
+  windowMs: number
+}
+
+/** A placement constraint from `deploy.placement.constraints`. */
+export interface ConstraintSpec {
+  /** 'node.labels.<k>' → key `labels.<k>`; 'node.name' → `name`; 'node.id' → `id`; 'node.hostname' → `name` */
+  attribute: string
+  op: '==' | '!='
+  value: string
+}
+
+export interface ResourcesSpec {
+  /** CPU cores, e.g. 0.5 */
+  cpus?: number
+  /** bytes */
+  memoryBytes?: number
+}
+
+export interface ServiceSpec {
+  name: string
+  /** stack (Compose project) the service came from */
+  stack: string
+  image: string
+  command?: string[]
+  entrypoint?: string[]
+  /** KEY=VALUE, sorted by key so equal specs encode equally */
+  env: string[]
+  labels: Record<string, string>
+  ports: PortSpec[]
+  healthcheck?: HealthcheckSpec
+  mounts: MountSpec[]
+  user?: string
+  workingDir?: string
+  stopSignal?: string
+  stopGracePeriodMs?: number
+  mode: 'replicated' | 'global'
+  /** desired replicas for 'replicated'; ignored for 'global' */
+  replicas: number
+  limits: ResourcesSpec
+  reservations: ResourcesSpec
+  restartPolicy: RestartPolicySpec
+  constraints: ConstraintSpec[]
+  /** 0 = no limit */
+  maxReplicasPerNode: number
+}
+
+/** Largest replica count accepted from a user: far above any fleet we target, low enough to stop typos (1e9). */
+export const MAX_REPLICAS = 10_000
+
+export const DEFAULT_RESTART_POLICY: RestartPolicySpec = {
+  condition: 'any',
+  delayMs: 5_000,
+  maxAttempts: 0,
+  windowMs: 0
+}
+
+/** Service names become container names and DNS labels: same rule as Compose/Swarm. */
+export const SERVICE_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/

@@ -1,0 +1,70 @@
+/**
+ * Join tokens: everything a new node needs to join, in one copy-pasteable line.
+ *
+ *   p2porch1.<base64url msgpack body>.<checksum>
+ *
+ * The body carries the cluster id, the private-network key (pnet), seed addresses and the
+ * operator public key the cluster trusts; a full token (the default, since every node is equal)
+ * also carries the operator private key so the new node's CLI can sign writes. A truncated or
+ * altered token fails its checksum and is refused with a clear message before anything starts.
+ */
+import { createHash } from 'node:crypto'
+import { pack, unpack } from './codec.ts'
+
+export const TOKEN_PREFIX = 'p2porch1'
+/** Checksum width: detects typos and tampering; the token's secrecy is what protects the cluster. */
+const CHECKSUM_HEX = 16
+/** A pnet pre-shared key is 32 bytes. */
+export const NETWORK_KEY_BYTES = 32
+
+export interface JoinToken {
+  clusterId: string
+  networkKey: Uint8Array
+  seeds: string[]
+  /** trusted operator writer id (`op:<hex>`) */
+  operator: string
+  /** PKCS#8 PEM of the operator key, in full tokens only */
+  operatorKey?: string
+}
+
+export class TokenError extends Error {
+  name = 'TokenError'
+}
+
+function checksum (body: string): string {
+  return createHash('sha256').update(`${TOKEN_PREFIX}.${body}`).digest('hex').slice(0, CHECKSUM_HEX)
+}
+
+export function encodeToken (t: JoinToken): string {
+  const fields: Record<string, unknown> = { c: t.clusterId, k: t.networkKey, s: t.seeds, o: t.operator }
+  if (t.operatorKey !== undefined) fields.x = t.operatorKey
+  const body = Buffer.from(pack(fields)).toString('base64url')
+  return `${TOKEN_PREFIX}.${body}.${checksum(body)}`
+}
+
+export function decodeToken (text: string): JoinToken {
+  const parts = text.trim().split('.')
+  if (parts.length !== 3 || parts[0] !== TOKEN_PREFIX) {
+    throw new TokenError(`not a p2p-orch join token (it should start with "${TOKEN_PREFIX}." and have three dot-separated parts)`)
+  }
+  const [, body, sum] = parts
+  if (checksum(body) !== sum) throw new TokenError('join token is corrupt or was altered (checksum mismatch); copy it again with `p2p-orch join-token`')
+  let f: Record<string, unknown>
+  try {
+    f = unpack(Buffer.from(body, 'base64url')) as Record<string, unknown>
+  } catch {
+    throw new TokenError('join token body is unreadable')
+  }
+  const ok = f !== null && typeof f === 'object' && typeof f.c === 'string' && f.k instanceof Uint8Array &&
+    f.k.length === NETWORK_KEY_BYTES && Array.isArray(f.s) && f.s.every((s) => typeof s === 'string') &&
+    typeof f.o === 'string' && (f.x === undefined || typeof f.x === 'string')
+  if (!ok) throw new TokenError('join token is missing fields; it was made by an incompatible version')
+  const token: JoinToken = { clusterId: f.c as string, networkKey: new Uint8Array(f.k as Uint8Array), seeds: f.s as string[], operator: f.o as string }
+  if (f.x !== undefined) token.operatorKey = f.x as string
+  return token
+}
+
+/** The key file format @libp2p/pnet expects. */
+export function pnetKeyFile (networkKey: Uint8Array): Uint8Array {
+  return new TextEncoder().encode('/key/swarm/psk/1.0.0/\n/base16/\n' + Buffer.from(networkKey).toString('hex'))
+}
