@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander'
 import { VERSION } from '../node/version.ts'
 import { registerClusterCommands } from './commands-cluster.ts'
+import { registerServiceCommands } from './commands-services.ts'
 import type { GlobalOptions } from './context.ts'
 import { report } from './errors.ts'
 
@@ -20,6 +21,7 @@ program.name('p2p-orch')
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 registerClusterCommands(program, globals)
+registerServiceCommands(program, globals)
 
 try {
   await program.parseAsync(process.argv)

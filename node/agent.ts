@@ -4,6 +4,9 @@
  */
 import { createNode, type NodeOptions } from './node.ts'
 
+/** A repeated stop signal within this gap is treated as the same request. */
+const SECOND_SIGNAL_MIN_GAP_MS = 1000
+
 export async function runAgent (opts: NodeOptions, print: (line: string) => void): Promise<void> {
   const node = await createNode(opts)
   if (node.identity.created) print('Created a new cluster.')
@@ -12,13 +15,16 @@ export async function runAgent (opts: NodeOptions, print: (line: string) => void
     print(`  p2p-orch agent --data DIR --join ${node.joinToken(true)}`)
     print('(`p2p-orch join-token` prints the token again; `join-token --worker` prints one without the operator key.)')
   }
-  let stopping = false
+  let stoppingSince = 0
   const stop = (signal: string): void => {
-    if (stopping) {
+    // Some supervisors (timeout(1), process-group kills) deliver one stop twice in a row;
+    // only a second signal sent deliberately later means "exit now".
+    if (stoppingSince > 0 && Date.now() - stoppingSince < SECOND_SIGNAL_MIN_GAP_MS) return
+    if (stoppingSince > 0) {
       node.logger.warn('second signal: exiting now')
       process.exit(1)
     }
-    stopping = true
+    stoppingSince = Date.now()
     node.logger.info({ signal }, 'stopping: announcing leave')
     node.stop().then(() => process.exit(0), (err) => {
       node.logger.error({ err }, 'error while stopping')

@@ -101,6 +101,7 @@ export class Membership {
 
   /** Announce a graceful leave so others don't wait for the failure detector. */
   async leave (): Promise<void> {
+    this.stopped = true
     this.announce(this.self, { status: 'left', incarnation: this.incarnation })
   }
 

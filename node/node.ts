@@ -25,12 +25,26 @@ import type { Runtime } from './runtime/types.ts'
 import { StateManager } from './state-manager.ts'
 import { LevelStore, type Store } from './store.ts'
 import { AntiEntropy } from './sync.ts'
+import { Reconciler } from './reconciler.ts'
 import { registerClusterRoutes } from './routes-cluster.ts'
+import { registerServiceRoutes } from './routes-services.ts'
 
 import { VERSION } from './version.ts'
 export { VERSION }
 /** Time given to gossip to carry the `left` announcement before the host shuts down. */
 const LEAVE_GRACE_MS = 300
+
+/**
+ * The IP published ports bind to: the node's own listen IP when it has a specific one (several
+ * nodes on one machine, each on its 127.0.0.N), else all interfaces.
+ */
+export function hostIpOf (listen: string[]): string | undefined {
+  for (const l of listen) {
+    const m = /^\/ip4\/([0-9.]+)\//.exec(l)
+    if (m !== null && m[1] !== '0.0.0.0') return m[1]
+  }
+  return undefined
+}
 
 export interface NodeOptions {
   dataDir: string
@@ -117,6 +131,12 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const dialer = new Dialer({ host, states, membership, seeds: identity.cluster.seeds, logger, intervalMs: profile.redialIntervalMs })
   dialer.start()
 
+  let reconciler: Reconciler | undefined
+  if (opts.runtime !== undefined) {
+    reconciler = new Reconciler({ states, runtime: opts.runtime, self: id, signer: nodeSigner, profile, logger, counters, hostIp: hostIpOf(opts.listen) })
+    reconciler.start()
+  }
+
   const ownAddrs = info.addrs
   const node: P2pNode = {
     id,
@@ -141,6 +161,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
 
   const control = new ControlServer(logger)
   registerClusterRoutes(control, node)
+  registerServiceRoutes(control, node, opts.runtime)
   if (opts.control !== false) await control.listen(node.socketPath)
 
   let stopped = false
@@ -148,6 +169,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     if (stopped) return
     stopped = true
     await control.close()
+    await reconciler?.stop()
     await membership.leave()
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
     clearInterval(antiEntropyTimer)

@@ -44,3 +44,78 @@ export interface JoinTokenResponse {
 export interface RemoveNodeRequest {
   force?: boolean
 }
+
+// ---- services ----------------------------------------------------------------------------
+
+import type { ServiceSpec } from '../../protocol/spec.ts'
+import type { TaskExit } from '../../protocol/keys.ts'
+
+export interface DeployRequest {
+  stack: string
+  services: ServiceSpec[]
+  /** only compute the plan */
+  dryRun?: boolean
+  /** also remove services of this stack that are not in the file */
+  prune?: boolean
+}
+
+export interface ServiceChange {
+  service: string
+  action: 'create' | 'update' | 'unchanged' | 'remove' | 'scale'
+  /** desired replicas after the change */
+  replicas: number
+  /** generation after the change */
+  generation: number
+  /** human descriptions of what differs, e.g. "image: a → b" */
+  details: string[]
+}
+
+export interface DeployResponse {
+  stack: string
+  changes: ServiceChange[]
+}
+
+export interface ScaleRequest {
+  scales: Record<string, number>
+  dryRun?: boolean
+}
+
+export interface ScaleResponse {
+  changes: ServiceChange[]
+}
+
+export interface ServiceView {
+  name: string
+  stack: string
+  image: string
+  mode: 'replicated' | 'global'
+  /** desired replicas (for global: the number of eligible nodes) */
+  replicas: number
+  running: number
+  generation: number
+  ports: string[]
+}
+
+export interface TaskView {
+  service: string
+  slot: number
+  /** node id, '' when no node can take the slot */
+  node: string
+  nodeName: string
+  /** 'running' for slots placement wants, 'shutdown' for replicas being moved away */
+  desired: 'running' | 'shutdown'
+  state: 'pending' | 'starting' | 'running' | 'failed' | 'stopping' | 'complete' | 'rejected'
+  health: 'none' | 'starting' | 'healthy' | 'unhealthy'
+  container: string
+  generation: number
+  error: string
+  startedAt: number
+  history: TaskExit[]
+}
+
+export interface InspectResponse {
+  spec: ServiceSpec
+  generation: number
+  replicas: number
+  tasks: TaskView[]
+}

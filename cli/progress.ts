@@ -1,0 +1,81 @@
+/**
+ * Follows a deploy or scale to the end: polls the node's `ps` until every desired replica of the
+ * given services runs (healthy, when it has a healthcheck) at the expected generation, or a
+ * failure is clear. On a terminal it redraws one line per service; otherwise it prints a line
+ * whenever the counts change.
+ */
+import type { ApiClient } from '../node/api/client.ts'
+import type { TaskView } from '../node/api/types.ts'
+
+/** Poll period: fast enough to feel live, slow enough not to load the node. */
+const POLL_MS = 200
+/**
+ * How long a replica may sit failed or rejected before we call the rollout failed: a restart
+ * can take a moment, an image missing on a node will not fix itself.
+ */
+const FAILURE_PATIENCE_MS = 8000
+/** Upper bound on waiting; beyond it the command returns and says how to keep watching. */
+export const FOLLOW_TIMEOUT_MS = 5 * 60_000
+
+export interface Expectation {
+  service: string
+  replicas: number
+  generation: number
+}
+
+export interface FollowResult {
+  ok: boolean
+  lines: string[]
+}
+
+function bar (done: number, total: number, width = 20): string {
+  const filled = total === 0 ? width : Math.round((done / total) * width)
+  return '[' + '#'.repeat(filled) + '.'.repeat(width - filled) + ']'
+}
+
+export async function follow (client: ApiClient, expect: Expectation[], out: NodeJS.WriteStream = process.stderr): Promise<FollowResult> {
+  const tty = out.isTTY === true
+  const started = Date.now()
+  const firstBad = new Map<string, number>()
+  let drawn = 0
+  let lastText = ''
+  while (true) {
+    const tasks = await client.call<TaskView[]>('GET', '/ps')
+    const lines: string[] = []
+    const problems: string[] = []
+    let allDone = true
+    for (const e of expect) {
+      const mine = tasks.filter((t) => t.service === e.service)
+      const wanted = mine.filter((t) => t.desired === 'running')
+      const running = wanted.filter((t) => t.state === 'running' && t.generation === e.generation).length
+      const extra = mine.filter((t) => t.desired === 'shutdown').length
+      const total = e.replicas < 0 ? wanted.length : e.replicas
+      const done = running === total && wanted.length === total && extra === 0
+      if (!done) allDone = false
+      lines.push(`${e.service.padEnd(16)} ${bar(running, total)} ${running}/${total} running${extra > 0 ? `, ${extra} stopping` : ''}`)
+      for (const t of wanted) {
+        const k = `${t.service}/${t.slot}`
+        const bad = t.state === 'failed' || t.state === 'rejected' || (t.node === '' && t.error !== '')
+        if (!bad) { firstBad.delete(k); continue }
+        if (!firstBad.has(k)) firstBad.set(k, Date.now())
+        if (Date.now() - firstBad.get(k)! >= FAILURE_PATIENCE_MS || t.state === 'rejected' || t.node === '') {
+          problems.push(`${t.service}.${t.slot}${t.nodeName !== '' ? ` on ${t.nodeName}` : ''}: ${t.state === 'pending' ? 'cannot be placed' : t.state}: ${t.error}`)
+        }
+      }
+    }
+    const text = lines.join('\n')
+    if (tty) {
+      if (drawn > 0) out.write(`\x1b[${drawn}A`)
+      for (const l of lines) out.write(`\x1b[2K${l}\n`)
+      drawn = lines.length
+    } else if (text !== lastText) {
+      out.write(text + '\n')
+    }
+    lastText = text
+    if (allDone) return { ok: true, lines }
+    const settled = problems.length > 0 && Date.now() - started >= FAILURE_PATIENCE_MS / 2
+    if (settled) return { ok: false, lines: problems }
+    if (Date.now() - started > FOLLOW_TIMEOUT_MS) return { ok: false, lines: [`still converging after ${FOLLOW_TIMEOUT_MS / 1000}s; watch with \`p2p-orch ps\``] }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+  }
+}

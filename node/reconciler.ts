@@ -1,0 +1,315 @@
+/**
+ * The node's control loop (swarmkit style): compare the slots placement gives this node with the
+ * containers the runtime reports for this node, and act — create, restart with backoff, replace
+ * unhealthy ones, stop what is no longer ours — then publish what runs as this node's task report.
+ *
+ * Runs one full pass at start, then on every state change, runtime event and membership change
+ * (debounced), plus a periodic full pass because events can be lost.
+ *
+ * Moves are make-before-break: a container whose slot now belongs to another node keeps running
+ * until that node reports the slot running (and healthy, if it has a healthcheck). The same rule
+ * resolves duplicates after a healed partition: placement names one owner, the other yields.
+ */
+import { randomBytes } from 'node:crypto'
+import { globalKey, slotKey } from '../placement/placement.ts'
+import type { SlotAssignment } from '../placement/types.ts'
+import { key, type TaskExit, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import type { Signer } from '../protocol/sign.ts'
+import { placement, services, type ServiceState } from './desired.ts'
+import type { Logger } from './logger.ts'
+import type { Counters } from './metrics.ts'
+import type { Profile } from './profiles.ts'
+import { ImageNotFoundError, type ContainerInfo, type Runtime } from './runtime/types.ts'
+import type { StateManager } from './state-manager.ts'
+
+/** Coalesce bursts of triggers (a scale writes one record but Docker then sends many events). */
+const RECONCILE_DEBOUNCE_MS = 15
+/** Exits kept per slot, like Swarm's task history limit. */
+export const TASK_HISTORY_LIMIT = 5
+/** Restart backoff doubles from the policy's delay up to this cap. */
+const MAX_RESTART_BACKOFF_MS = 60_000
+/** A container that ran this long is considered to have recovered: its backoff resets. */
+const BACKOFF_RESET_AFTER_MS = 10_000
+/** A missing image is retried this often: the operator may load it without touching the service. */
+const IMAGE_RETRY_MS = 15_000
+/** Grace period when the spec sets none (Docker's default). */
+const DEFAULT_STOP_GRACE_MS = 10_000
+
+interface SlotMemory {
+  history: TaskExit[]
+  /** container ids whose exit is already in history */
+  seenExits: Set<string>
+  consecutiveFailures: number
+  nextAttemptAt: number
+  lastError: string
+  rejected: boolean
+}
+
+export interface ReconcilerOptions {
+  states: StateManager
+  runtime: Runtime
+  self: string
+  signer: Signer
+  profile: Profile
+  logger: Logger
+  counters: Counters
+  /** host IP published ports bind to */
+  hostIp?: string
+}
+
+export class Reconciler {
+  private readonly o: ReconcilerOptions
+  private readonly memory = new Map<string, SlotMemory>()
+  private readonly stopping = new Set<string>()
+  private running = false
+  private again = false
+  private debounce: NodeJS.Timeout | undefined
+  private retry: NodeJS.Timeout | undefined
+  private periodic: NodeJS.Timeout | undefined
+  private unsubscribe: (() => void) | undefined
+  private lastReport = ''
+  private stopped = false
+  /** resolves when the current pass (if any) ends */
+  private idle: Promise<void> = Promise.resolve()
+
+  constructor (o: ReconcilerOptions) {
+    this.o = o
+  }
+
+  start (): void {
+    // Keep the task history across agent restarts: it is in our own last report.
+    const prev = this.o.states.state.value<TaskReport>(key.tasks(this.o.self))
+    const svcs = new Map(services(this.o.states.state).map((s) => [s.spec.name, s]))
+    for (const t of prev?.tasks ?? []) this.mem(this.keyOf(t.service, t.slot, svcs.get(t.service)?.spec.mode === 'global')).history = t.history
+    this.o.states.on('change', this.onChange)
+    this.unsubscribe = this.o.runtime.events(() => { this.schedule() })
+    this.periodic = setInterval(() => { this.schedule() }, this.o.profile.reconcileIntervalMs)
+    this.periodic.unref()
+    this.schedule()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    this.o.states.off('change', this.onChange)
+    this.unsubscribe?.()
+    clearTimeout(this.debounce)
+    clearTimeout(this.retry)
+    clearInterval(this.periodic)
+    await this.idle
+  }
+
+  private readonly onChange = (): void => { this.schedule() }
+
+  schedule (delayMs = RECONCILE_DEBOUNCE_MS): void {
+    if (this.stopped) return
+    if (this.running) { this.again = true; return }
+    clearTimeout(this.debounce)
+    this.debounce = setTimeout(() => { this.idle = this.run() }, delayMs)
+  }
+
+  private async run (): Promise<void> {
+    this.running = true
+    try {
+      do {
+        this.again = false
+        await this.pass()
+      } while (this.again && !this.stopped)
+    } catch (err) {
+      this.o.logger.error({ err }, 'reconcile pass failed')
+      this.o.counters.inc('reconcile_errors_total')
+    } finally {
+      this.running = false
+    }
+  }
+
+  private keyOf (service: string, slot: number, global?: boolean): string {
+    return global === true ? globalKey(service, this.o.self) : slotKey(service, slot)
+  }
+
+  private mem (k: string): SlotMemory {
+    let m = this.memory.get(k)
+    if (m === undefined) {
+      m = { history: [], seenExits: new Set(), consecutiveFailures: 0, nextAttemptAt: 0, lastError: '', rejected: false }
+      this.memory.set(k, m)
+    }
+    return m
+  }
+
+  private recordExit (m: SlotMemory, c: ContainerInfo, reason: string): void {
+    if (m.seenExits.has(c.id)) return
+    m.seenExits.add(c.id)
+    m.history = [{ at: c.finishedAt || Date.now(), exitCode: c.exitCode, reason }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
+    this.o.counters.inc('task_exits_total')
+  }
+
+  /** One full comparison of desired and actual state. */
+  async pass (): Promise<void> {
+    const { states, runtime, self } = this.o
+    this.o.counters.inc('reconcile_passes_total')
+    const svcs = new Map(services(states.state).map((s) => [s.spec.name, s]))
+    const slots = placement(states.state).slots
+    const containers = await runtime.list(self)
+    const byKey = new Map<string, ContainerInfo[]>()
+    for (const c of containers) {
+      const k = this.keyOf(c.service, c.slot, svcs.get(c.service)?.spec.mode === 'global')
+      byKey.set(k, [...(byKey.get(k) ?? []), c])
+    }
+
+    const work: Array<Promise<TaskStatus>> = []
+    for (const [k, a] of slots) {
+      if (a.node !== self) continue
+      const svc = svcs.get(a.service)
+      if (svc === undefined) continue
+      work.push(this.ensureSlot(k, a, svc, byKey.get(k) ?? []))
+      byKey.delete(k)
+    }
+    const tasks = await Promise.all(work)
+    for (const [k, cs] of byKey) tasks.push(...this.yieldSlot(k, cs, svcs, slots))
+
+    let nextRetry = Infinity
+    for (const m of this.memory.values()) if (m.nextAttemptAt > Date.now()) nextRetry = Math.min(nextRetry, m.nextAttemptAt)
+    clearTimeout(this.retry)
+    if (nextRetry < Infinity && !this.stopped) this.retry = setTimeout(() => { this.schedule() }, nextRetry - Date.now() + 5)
+    this.report(tasks)
+  }
+
+  private status (svc: ServiceState, slot: number, c: ContainerInfo | undefined, m: SlotMemory, state: TaskStatus['state'], error = ''): TaskStatus {
+    return {
+      service: svc.spec.name,
+      slot,
+      container: c?.id ?? '',
+      state,
+      health: c?.health ?? 'none',
+      generation: c?.generation ?? svc.generation,
+      error,
+      startedAt: c?.startedAt ?? 0,
+      history: m.history
+    }
+  }
+
+  private async ensureSlot (k: string, a: SlotAssignment, svc: ServiceState, cs: ContainerInfo[]): Promise<TaskStatus> {
+    const m = this.mem(k)
+    const current = cs.filter((c) => c.generation === svc.generation).sort((x, y) => y.startedAt - x.startedAt)
+    const old = cs.filter((c) => c.generation !== svc.generation)
+    const [c, ...dupes] = current
+    for (const d of dupes) this.remove(d, svc)
+    const now = Date.now()
+
+    if (c === undefined) {
+      if (m.nextAttemptAt > now) return this.status(svc, a.slot, undefined, m, m.rejected ? 'rejected' : 'failed', m.lastError)
+      return await this.create(k, a, svc, m)
+    }
+    if (c.state === 'running' && c.health === 'unhealthy') {
+      this.recordExit(m, c, 'unhealthy: replaced')
+      this.remove(c, svc)
+      this.schedule()
+      return this.status(svc, a.slot, c, m, 'failed', 'container unhealthy, replacing it')
+    }
+    if (c.state === 'running') {
+      if (now - c.startedAt > BACKOFF_RESET_AFTER_MS) m.consecutiveFailures = 0
+      const ready = svc.spec.healthcheck === undefined || c.health === 'healthy' || c.health === 'none'
+      if (ready) for (const o of old) this.remove(o, svc)
+      return this.status(svc, a.slot, c, m, ready ? 'running' : 'starting')
+    }
+    if (c.state === 'created' || c.state === 'restarting' || c.state === 'paused') return this.status(svc, a.slot, c, m, 'starting')
+    if (c.state === 'removing') return this.status(svc, a.slot, c, m, 'stopping')
+
+    // exited or dead: apply the restart policy
+    const reason = `exited with code ${c.exitCode ?? '?'}`
+    this.recordExit(m, c, reason)
+    const policy = svc.spec.restartPolicy
+    if (policy.condition === 'none' || (policy.condition === 'on-failure' && c.exitCode === 0)) {
+      return this.status(svc, a.slot, c, m, c.exitCode === 0 ? 'complete' : 'failed', c.exitCode === 0 ? '' : reason)
+    }
+    const windowStart = policy.windowMs > 0 ? now - policy.windowMs : 0
+    const recent = m.history.filter((h) => h.at >= windowStart).length
+    if (policy.maxAttempts > 0 && recent > policy.maxAttempts) {
+      return this.status(svc, a.slot, c, m, 'failed', `${reason}; restart limit of ${policy.maxAttempts} reached`)
+    }
+    const backoff = Math.min(Math.max(policy.delayMs, 1) * 2 ** m.consecutiveFailures, MAX_RESTART_BACKOFF_MS)
+    const due = (c.finishedAt || now) + (m.consecutiveFailures === 0 ? policy.delayMs : backoff)
+    if (due > now) {
+      m.nextAttemptAt = due
+      return this.status(svc, a.slot, c, m, 'failed', `${reason}; restarting in ${Math.ceil((due - now) / 1000)}s`)
+    }
+    m.consecutiveFailures++
+    try {
+      await this.o.runtime.start(c.id)
+      this.o.counters.inc('task_restarts_total')
+      return this.status(svc, a.slot, c, m, 'starting')
+    } catch (err) {
+      // The container cannot be started again (e.g. its mounts vanished): replace it.
+      this.remove(c, svc)
+      return this.status(svc, a.slot, c, m, 'failed', (err as Error).message)
+    }
+  }
+
+  private async create (k: string, a: SlotAssignment, svc: ServiceState, m: SlotMemory): Promise<TaskStatus> {
+    const name = `${svc.spec.name}.${a.slot}.${randomBytes(5).toString('hex')}`
+    try {
+      const id = await this.o.runtime.run({ spec: svc.spec, slot: a.slot, node: this.o.self, generation: svc.generation, name, hostIp: this.o.hostIp })
+      this.o.counters.inc('tasks_created_total')
+      m.lastError = ''
+      m.rejected = false
+      m.nextAttemptAt = 0
+      return { ...this.status(svc, a.slot, undefined, m, 'starting'), container: id }
+    } catch (err) {
+      const rejected = err instanceof ImageNotFoundError || (err as Error).name === 'ImageNotFoundError'
+      m.rejected = rejected
+      m.lastError = (err as Error).message
+      m.consecutiveFailures++
+      m.nextAttemptAt = Date.now() + (rejected ? IMAGE_RETRY_MS : Math.min(svc.spec.restartPolicy.delayMs * 2 ** (m.consecutiveFailures - 1), MAX_RESTART_BACKOFF_MS))
+      this.o.logger.warn({ slot: k, error: m.lastError }, 'cannot start replica')
+      this.o.counters.inc('task_create_failures_total')
+      return this.status(svc, a.slot, undefined, m, rejected ? 'rejected' : 'failed', m.lastError)
+    }
+  }
+
+  /** Containers of slots that are not ours (any more): stop them, once it is safe. */
+  private yieldSlot (k: string, cs: ContainerInfo[], svcs: Map<string, ServiceState>, slots: Map<string, SlotAssignment>): TaskStatus[] {
+    const out: TaskStatus[] = []
+    for (const c of cs) {
+      const svc = svcs.get(c.service)
+      const owner = slots.get(k)?.node ?? null
+      const safe = svc === undefined || owner === null || this.ownerRuns(owner, svc, c.slot)
+      if (safe || c.state !== 'running') {
+        this.remove(c, svc)
+        continue
+      }
+      // keep serving until the new owner runs it (make-before-break)
+      if (svc !== undefined) out.push(this.status(svc, c.slot, c, this.mem(k), 'running', `moving to another node`))
+    }
+    return out
+  }
+
+  private ownerRuns (owner: string, svc: ServiceState, slot: number): boolean {
+    const report = this.o.states.state.value<TaskReport>(key.tasks(owner))
+    return report?.tasks.some((t) => t.service === svc.spec.name && t.slot === slot && t.generation === svc.generation && t.state === 'running') ?? false
+  }
+
+  private remove (c: ContainerInfo, svc: ServiceState | undefined): void {
+    if (this.stopping.has(c.id)) return
+    this.stopping.add(c.id)
+    const grace = svc?.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS
+    void (async () => {
+      try {
+        if (c.state === 'running' || c.state === 'restarting' || c.state === 'paused') await this.o.runtime.stop(c.id, grace)
+        await this.o.runtime.remove(c.id)
+        this.o.counters.inc('tasks_removed_total')
+      } catch (err) {
+        this.o.logger.warn({ container: c.id, error: (err as Error).message }, 'cannot remove container')
+      } finally {
+        this.stopping.delete(c.id)
+        this.schedule()
+      }
+    })()
+  }
+
+  private report (tasks: TaskStatus[]): void {
+    tasks.sort((a, b) => a.service.localeCompare(b.service) || a.slot - b.slot)
+    const text = JSON.stringify(tasks)
+    if (text === this.lastReport || this.stopped) return
+    this.lastReport = text
+    this.o.states.write(key.tasks(this.o.self), { tasks } satisfies TaskReport, this.o.signer)
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Control API routes for services: deploy (with a plan), scale, list, inspect, ps, rm, logs.
+ * Every write is signed with this node's operator key and spreads by gossip.
+ */
+import { isDeepStrictEqual } from 'node:util'
+import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
+import { MAX_REPLICAS, type ServiceSpec } from '../protocol/spec.ts'
+import { specError } from '../protocol/validate.ts'
+import type { DeployRequest, DeployResponse, InspectResponse, ScaleRequest, ScaleResponse, ServiceChange } from './api/types.ts'
+import type { ControlServer } from './control.ts'
+import { services } from './desired.ts'
+import { UserError } from './errors.ts'
+import type { P2pNode } from './node.ts'
+import { operatorOf } from './routes-cluster.ts'
+import type { Runtime } from './runtime/types.ts'
+import { serviceViews, taskViews } from './tasks-view.ts'
+
+/** Lines of log returned when the caller asks for none in particular. */
+const DEFAULT_LOG_TAIL = 100
+/** Largest log tail served in one response. */
+const MAX_LOG_TAIL = 10_000
+
+function describeDiff (a: ServiceSpec, b: ServiceSpec): string[] {
+  const out: string[] = []
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof ServiceSpec>) {
+    if (k === 'replicas' || isDeepStrictEqual(a[k], b[k])) continue
+    const show = (v: unknown): string => { const s = JSON.stringify(v) ?? 'unset'; return s.length > 60 ? s.slice(0, 57) + '...' : s }
+    out.push(`${k}: ${show(a[k])} → ${show(b[k])}`)
+  }
+  return out
+}
+
+function serviceRecord (node: P2pNode, name: string): ServiceRecord | null | undefined {
+  return node.states.state.value<ServiceRecord | null>(key.svc(name))
+}
+
+function requireService (node: P2pNode, name: string): ServiceRecord {
+  const rec = serviceRecord(node, name)
+  if (rec === undefined || rec === null) {
+    const known = services(node.states.state).map((s) => s.spec.name)
+    throw new UserError(`no service named "${name}"${known.length > 0 ? ` (services: ${known.join(', ')})` : ' (deploy one with `p2p-orch deploy -f FILE`)'}`)
+  }
+  return rec
+}
+
+function currentReplicas (node: P2pNode, name: string, rec: ServiceRecord): number {
+  return node.states.state.value<ScaleRecord>(key.scale(name))?.replicas ?? rec.spec.replicas
+}
+
+export function registerServiceRoutes (control: ControlServer, node: P2pNode, runtime: Runtime | undefined): void {
+  control.route('POST', '/deploy', ({ body }): DeployResponse => {
+    const req = body as DeployRequest
+    if (req === null || typeof req !== 'object' || !Array.isArray(req.services) || typeof req.stack !== 'string') throw new UserError('deploy request needs a stack name and services')
+    const changes: ServiceChange[] = []
+    const writes: Array<() => void> = []
+    const names = new Set<string>()
+    for (const spec of req.services) {
+      const err = specError(spec)
+      if (err !== null) throw new UserError(`service ${String((spec as ServiceSpec)?.name)}: ${err}`)
+      if (spec.stack !== req.stack) throw new UserError(`service ${spec.name} says stack ${spec.stack}, the request says ${req.stack}`)
+      if (names.has(spec.name)) throw new UserError(`service ${spec.name} appears twice`)
+      names.add(spec.name)
+      const prev = serviceRecord(node, spec.name)
+      if (prev != null && prev.spec.stack !== req.stack) {
+        throw new UserError(`service name "${spec.name}" is already used by stack "${prev.spec.stack}"; stack "${req.stack}" cannot deploy it (rename the service or remove it from stack "${prev.spec.stack}")`)
+      }
+      if (prev == null) {
+        const generation = 1
+        changes.push({ service: spec.name, action: 'create', replicas: spec.replicas, generation, details: [`image ${spec.image}`] })
+        writes.push(() => {
+          const op = operatorOf(node)
+          node.states.write(key.svc(spec.name), { spec, generation } satisfies ServiceRecord, op)
+          node.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
+        })
+        continue
+      }
+      const details = describeDiff(prev.spec, spec)
+      const replicasBefore = currentReplicas(node, spec.name, prev)
+      if (replicasBefore !== spec.replicas && spec.mode === 'replicated') details.push(`replicas: ${replicasBefore} → ${spec.replicas}`)
+      const specChanged = !isDeepStrictEqual({ ...prev.spec, replicas: 0 }, { ...spec, replicas: 0 })
+      const generation = specChanged ? prev.generation + 1 : prev.generation
+      changes.push({ service: spec.name, action: details.length === 0 ? 'unchanged' : specChanged ? 'update' : 'scale', replicas: spec.replicas, generation, details })
+      writes.push(() => {
+        const op = operatorOf(node)
+        if (specChanged || prev.spec.replicas !== spec.replicas) node.states.write(key.svc(spec.name), { spec, generation } satisfies ServiceRecord, op)
+        if (replicasBefore !== spec.replicas) node.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
+      })
+    }
+    if (req.prune === true) {
+      for (const s of services(node.states.state)) {
+        if (s.spec.stack !== req.stack || names.has(s.spec.name)) continue
+        changes.push({ service: s.spec.name, action: 'remove', replicas: 0, generation: s.generation, details: ['not in the file (--prune)'] })
+        writes.push(() => { node.states.write(key.svc(s.spec.name), null, operatorOf(node)) })
+      }
+    }
+    if (req.dryRun !== true) {
+      operatorOf(node)
+      for (const w of writes) w()
+    }
+    return { stack: req.stack, changes }
+  })
+
+  control.route('POST', '/scale', ({ body }): ScaleResponse => {
+    const req = body as ScaleRequest
+    if (req === null || typeof req !== 'object' || req.scales === null || typeof req.scales !== 'object') throw new UserError('scale request needs SERVICE=REPLICAS pairs')
+    const changes: ServiceChange[] = []
+    for (const [name, n] of Object.entries(req.scales)) {
+      const rec = requireService(node, name)
+      if (!Number.isSafeInteger(n) || n < 0 || n > MAX_REPLICAS) throw new UserError(`replicas for ${name} must be a whole number from 0 to ${MAX_REPLICAS}, got ${JSON.stringify(n)}`)
+      if (rec.spec.mode === 'global') throw new UserError(`${name} is a global service (one replica per eligible node); it cannot be scaled`)
+      changes.push({ service: name, action: 'scale', replicas: n, generation: rec.generation, details: [`replicas: ${currentReplicas(node, name, rec)} → ${n}`] })
+    }
+    if (req.dryRun !== true) {
+      const op = operatorOf(node)
+      for (const c of changes) node.states.write(key.scale(c.service), { replicas: c.replicas } satisfies ScaleRecord, op)
+    }
+    return { changes }
+  })
+
+  control.route('GET', '/services', () => serviceViews(node.states.state))
+
+  control.route('GET', '/services/:name', ({ params }): InspectResponse => {
+    const rec = requireService(node, params.name)
+    return { spec: rec.spec, generation: rec.generation, replicas: currentReplicas(node, params.name, rec), tasks: taskViews(node.states.state, params.name) }
+  })
+
+  control.route('DELETE', '/services/:name', ({ params }) => {
+    requireService(node, params.name)
+    node.states.write(key.svc(params.name), null, operatorOf(node))
+    return { removed: params.name }
+  })
+
+  control.route('GET', '/ps', ({ query }) => {
+    const service = query.get('service') ?? undefined
+    if (service !== undefined) requireService(node, service)
+    return taskViews(node.states.state, service)
+  })
+
+  control.route('GET', '/services/:name/logs', async ({ params, query }) => {
+    requireService(node, params.name)
+    if (runtime === undefined) throw new UserError('this node runs no containers (--no-runtime); ask a node that runs the service')
+    const tail = Math.min(Number(query.get('tail') ?? DEFAULT_LOG_TAIL) || DEFAULT_LOG_TAIL, MAX_LOG_TAIL)
+    const local = taskViews(node.states.state, params.name).filter((t) => t.node === node.id && t.container !== '')
+    const remote = taskViews(node.states.state, params.name).filter((t) => t.node !== node.id && t.container !== '').map((t) => t.nodeName)
+    const logs = await Promise.all(local.map(async (t) => ({ slot: t.slot, container: t.container, text: await runtime.logs(t.container, tail).catch((e: Error) => `(${e.message})`) })))
+    return { logs, remoteNodes: [...new Set(remote)] }
+  })
+}
