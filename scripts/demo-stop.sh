@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stops the demo cluster cleanly: removes its services (the agents stop their containers), then
+# stops the agents (each announces that it leaves).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+DEMO="$root/.demo"
+NODE="$root/node_modules/.bin/node"
+for i in 1 2 3; do
+  if [ -S "$DEMO/n$i/control.sock" ]; then
+    svcs="$("$NODE" cli/main.ts --data "$DEMO/n$i" services --json 2>/dev/null | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).map(x=>x.name).join(" "))}catch{}})')"
+    if [ -n "$svcs" ]; then echo "removing services: $svcs"; "$NODE" cli/main.ts --data "$DEMO/n$i" rm $svcs; fi
+    break
+  fi
+done
+# give the agents a moment to stop their containers
+for _ in $(seq 1 50); do
+  [ -z "$(docker ps -q --filter label=p2p-orch.service 2>/dev/null | head -1)" ] && break; sleep 0.2
+done
+for i in 1 2 3; do
+  if [ -f "$DEMO/n$i.pid" ]; then kill -TERM "$(cat "$DEMO/n$i.pid")" 2>/dev/null && echo "stopped node$i"; fi
+done
+sleep 1
+rm -rf "$DEMO"
+echo "demo cluster stopped"

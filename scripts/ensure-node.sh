@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Make sure the project's dependencies are installed, which includes a Node >= 22 binary
+# (the npm `node` package) for machines whose system Node is older. Prints the node to use.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  sys="$(node -v 2>/dev/null || echo none)"
+  echo "ensure-node: installing dependencies with npm ci (system Node: $sys; the project brings its own Node 24)" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+"$root/node_modules/.bin/node" -e 'if (+process.versions.node.split(".")[0] < 22) { console.error("ensure-node: node_modules/.bin/node is " + process.version + ", need >= 22"); process.exit(1) }'
+echo "$root/node_modules/.bin/node"
