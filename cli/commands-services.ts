@@ -65,7 +65,8 @@ function readCompose (file: string, stackName: string | undefined): ReturnType<t
     if (!existsSync(p)) throw new CliUserError(`${file}: env_file ${f} not found (looked at ${p})`)
     envFiles[f] = readFileSync(p, 'utf8')
   }
-  const r = translateCompose({ fileName: basename(path), text, envFiles, stackName, variables: vars })
+  // the absolute path lets relative bind mounts resolve against the file's directory
+  const r = translateCompose({ fileName: path, text, envFiles, stackName, variables: vars })
   return { ...r, fileName: basename(path) }
 }
 

@@ -1,0 +1,250 @@
+/**
+ * End to end: real agent processes started through the CLI exactly as a user would, on
+ * 127.0.0.2–4 (profile local for speed), plus a lan-profile trio on 127.0.0.5–7 for the
+ * failure-detection goal, and short-lived failing agents on 127.0.0.9+.
+ */
+import assert from 'node:assert/strict'
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, afterEach, before, describe, test } from 'node:test'
+import type { NodeView } from '../../node/api/types.ts'
+import {
+  type Agent, cli, freePort, kill, nodesApi, nodesJson, removeTempDirs, restartAgent, spawnAgent, startAgent,
+  startCluster, stopAll, tail, tempDir, waitFor, waitForMembers
+} from '../helpers/agents.ts'
+
+/** One line, no stack trace: what a user should see when something they can fix goes wrong. */
+function assertOneLineReason (stderr: string, mustMatch: RegExp): void {
+  const lines = stderr.trim().split('\n').filter((l) => l.trim() !== '')
+  assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`)
+  assert.doesNotMatch(stderr, /^\s+at /m, 'stderr must not hold a stack trace')
+  assert.match(lines[0], mustMatch)
+}
+
+/** Poll every observer until it reports `id` with `status`; returns ms from `since` until all do. */
+async function timeUntilStatus (observers: Agent[], id: string, status: NodeView['status'], since: number, timeoutMs: number): Promise<number> {
+  const seen = new Map<string, number>()
+  await waitFor(async () => {
+    await Promise.all(observers.filter((o) => !seen.has(o.name)).map(async (o) => {
+      const n = (await nodesApi(o.dir)).find((x) => x.id === id)
+      if (n?.status === status) seen.set(o.name, Date.now() - since)
+    }))
+    return seen.size === observers.length
+  }, timeoutMs, `${observers.map((o) => o.name).join(', ')} to report ${id.slice(-8)} as ${status} (so far: ${JSON.stringify([...seen])})`, 20)
+  return Math.max(...seen.values())
+}
+
+describe('cluster of real agent processes', { timeout: 90_000 }, () => {
+  let root: string
+  let n1: Agent
+  let n2: Agent
+  let n3: Agent
+  let token: string
+  /** 7946 unless another agent on this machine already uses it on these addresses */
+  let port: number
+  const all = (): Agent[] => [n1, n2, n3]
+
+  before(async () => {
+    root = await tempDir('p2p-orch-e2e-')
+    port = await freePort(['127.0.0.2', '127.0.0.3', '127.0.0.4'])
+  })
+
+  after(async () => {
+    await stopAll()
+    await removeTempDirs()
+  })
+
+  afterEach((t) => {
+    // TestContext.passed (Node ≥ 21.7) is not in every @types/node release yet
+    if ((t as { passed?: boolean }).passed !== false) return
+    for (const a of [n1, n2, n3]) {
+      if (a === undefined) continue
+      process.stderr.write(`--- ${a.name} (pid ${a.pid}, exit ${JSON.stringify(a.exit)}) log tail:\n${tail(a.stdout(), 15)}\nstderr: ${a.stderr()}\n`)
+    }
+  })
+
+  test('first agent creates a cluster and prints how to join', async () => {
+    n1 = await startAgent({ dir: join(root, 'n1'), ip: '127.0.0.2', port, name: 'n1', labels: { tier: 'front' } })
+    const out = n1.stdout()
+    assert.match(out, /Created a new cluster\./)
+    assert.match(out, /p2p-orch agent --data DIR --join p2porch1\./)
+  })
+
+  test('join-token prints exactly one line', async () => {
+    const r = await cli(['--data', n1.dir, 'join-token'])
+    assert.equal(r.code, 0, r.stderr)
+    const lines = r.stdout.split('\n').filter((l) => l !== '')
+    assert.equal(lines.length, 1, `join-token printed:\n${r.stdout}`)
+    assert.match(lines[0], /^p2porch1\.[A-Za-z0-9_-]+\.[0-9a-f]+$/)
+    token = lines[0]
+  })
+
+  test('two more agents join with the token', async () => {
+    ;[n2, n3] = await Promise.all([
+      startAgent({ dir: join(root, 'n2'), ip: '127.0.0.3', port, name: 'n2', join: token, labels: { role: 'db', zone: 'us' } }),
+      startAgent({ dir: join(root, 'n3'), ip: '127.0.0.4', port, name: 'n3', join: token })
+    ])
+    assert.doesNotMatch(n2.stdout(), /Created a new cluster/)
+    await waitForMembers(all(), 15_000)
+  })
+
+  test('`nodes --json` on every node shows 3 alive nodes with the required fields', async () => {
+    for (const a of all()) {
+      const nodes = await nodesJson(a.dir)
+      assert.equal(nodes.length, 3, `${a.name} lists ${nodes.length} nodes`)
+      assert.deepEqual(nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3'])
+      for (const n of nodes) {
+        assert.equal(n.status, 'alive', `${a.name} sees ${n.name} as ${n.status}`)
+        assert.equal(typeof n.id, 'string')
+        assert.match(n.id, /^12D3KooW/)
+        assert.ok(Array.isArray(n.addrs) && n.addrs.length > 0, `${n.name} has no addrs`)
+        for (const addr of n.addrs) assert.ok(addr.endsWith(`/p2p/${n.id}`), `${addr} does not end with /p2p/${n.id}`)
+        assert.equal(typeof n.labels, 'object')
+      }
+      const self = nodes.filter((n) => n.self)
+      assert.equal(self.length, 1)
+      assert.equal(self[0].id, a.id)
+      assert.equal(self[0].name, a.name)
+      const byName = new Map(nodes.map((n) => [n.name, n]))
+      assert.deepEqual(byName.get('n1')?.labels, { tier: 'front' })
+      assert.deepEqual(byName.get('n2')?.labels, { role: 'db', zone: 'us' })
+      assert.deepEqual(byName.get('n3')?.labels, {})
+      assert.ok(byName.get('n1')!.addrs.some((x) => x.startsWith(`/ip4/127.0.0.2/tcp/${port}/`)))
+    }
+  })
+
+  test('`nodes` (table) exits 0 and lists all three names', async () => {
+    const r = await cli(['nodes'], { P2P_ORCH_DATA: n2.dir })
+    assert.equal(r.code, 0, r.stderr)
+    const lines = r.stdout.trim().split('\n')
+    assert.match(lines[0], /^NAME\s+ID\s+ADDRESS\s+STATUS/)
+    assert.equal(lines.length, 4, r.stdout)
+    for (const name of ['n1', 'n2', 'n3']) assert.ok(lines.some((l) => new RegExp(`^${name}\\b.*\\balive\\b`).test(l)), `${name} missing in:\n${r.stdout}`)
+    assert.ok(lines.some((l) => l.startsWith('n2 *')), 'the local node is marked with *')
+  })
+
+  describe('errors a user can make', () => {
+    test('a tampered join token: the agent exits non-zero with a one-line reason', async () => {
+      const body = token.split('.')[1]
+      const i = Math.floor(body.length / 2)
+      const tampered = `p2porch1.${body.slice(0, i)}${body[i] === 'A' ? 'B' : 'A'}${body.slice(i + 1)}.${token.split('.')[2]}`
+      assert.notEqual(tampered, token)
+      const dir = join(root, 'tampered')
+      const a = await spawnAgent({ dir, ip: '127.0.0.9', name: 'bad', join: tampered })
+      const exit = await a.exited
+      assert.notEqual(exit.code, 0)
+      assert.equal(exit.signal, null)
+      assertOneLineReason(a.stderr(), /token/i)
+      await assert.rejects(readFile(join(dir, 'node.key')), 'no identity is created from a bad token')
+    })
+
+    test('`nodes` against a data dir with no agent: non-zero, one-line reason', async () => {
+      const dir = join(root, 'empty')
+      await mkdir(dir)
+      const r = await cli(['--data', dir, 'nodes'])
+      assert.notEqual(r.code, 0)
+      assert.equal(r.stdout, '')
+      assertOneLineReason(r.stderr, /agent/i)
+    })
+
+    test('a second agent on the same data dir: non-zero, one line saying it is in use', async () => {
+      const a = await spawnAgent({ dir: n1.dir, ip: '127.0.0.10', name: 'n1-again' })
+      const exit = await a.exited
+      assert.notEqual(exit.code, 0)
+      assertOneLineReason(a.stderr(), /in use/)
+      // the running agent is unharmed
+      assert.equal(n1.exit, null)
+      assert.equal((await nodesApi(n1.dir)).length, 3)
+    })
+
+    test('a corrupt node.key: non-zero, one-line reason, no new identity', async () => {
+      const dir = join(root, 'corrupt')
+      await mkdir(dir)
+      const garbage = Buffer.from('this is not a protobuf private key\n')
+      await writeFile(join(dir, 'node.key'), garbage, { mode: 0o600 })
+      const a = await spawnAgent({ dir, ip: '127.0.0.11', name: 'corrupt', join: token })
+      const exit = await a.exited
+      assert.notEqual(exit.code, 0)
+      assertOneLineReason(a.stderr(), /node\.key is corrupt/)
+      assert.deepEqual(await readFile(join(dir, 'node.key')), garbage, 'node.key must be left as it was')
+    })
+
+    test('`node rm` of an alive node is refused with a one-line reason', async () => {
+      const r = await cli(['--data', n1.dir, 'node', 'rm', 'n2'])
+      assert.notEqual(r.code, 0)
+      assertOneLineReason(r.stderr, /alive/)
+    })
+  })
+
+  test('SIGKILL: the others mark the node dead, and it stays listed as dead', async () => {
+    const since = Date.now()
+    await kill(n3, 'SIGKILL')
+    const ms = await timeUntilStatus([n1, n2], n3.id, 'dead', since, 10_000)
+    process.stdout.write(`# local profile: killed node seen dead by all after ${ms} ms\n`)
+    assert.ok(ms <= 3000, `detection took ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    for (const a of [n1, n2]) {
+      const n = (await nodesApi(a.dir)).find((x) => x.id === n3.id)
+      assert.equal(n?.status, 'dead', `${a.name} sees n3 as ${n?.status}`)
+    }
+  })
+
+  test('a write made while a node is down reaches it after restart (same id, alive again)', async () => {
+    const r = await cli(['--data', n2.dir, 'node', 'update', 'n3', '--label-add', 'zone=eu'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), 'updated n3')
+    await waitFor(async () => (await nodesApi(n1.dir)).find((n) => n.name === 'n3')?.labels.zone === 'eu', 5000, 'n1 to see zone=eu on n3')
+
+    const oldId = n3.id
+    n3 = await restartAgent(n3)
+    assert.equal(n3.id, oldId, 'restarted from the same data dir: same id')
+    await waitForMembers(all(), 10_000)
+    const self = await waitFor(async () => (await nodesApi(n3.dir)).find((n) => n.self && n.labels.zone === 'eu'), 10_000, 'n3 to catch up on zone=eu')
+    assert.equal(self.id, oldId)
+    const viaCli = (await nodesJson(n3.dir)).find((n) => n.name === 'n3')
+    assert.equal(viaCli?.status, 'alive')
+    assert.equal(viaCli?.labels.zone, 'eu')
+  })
+
+  test('SIGTERM: the others see \'left\' promptly; `node rm` then removes it', async () => {
+    const since = Date.now()
+    await kill(n2, 'SIGTERM', { wait: false })
+    const ms = await timeUntilStatus([n1, n3], n2.id, 'left', since, 5000)
+    const exit = await n2.exited
+    assert.equal(exit.code, 0, 'a stopped agent exits 0')
+    process.stdout.write(`# SIGTERM: left seen by all ${ms} ms after the signal\n`)
+    assert.ok(ms <= 2000, `'left' took ${ms} ms`)
+
+    const r = await cli(['--data', n1.dir, 'node', 'rm', 'n2'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), 'removed n2')
+    for (const a of [n1, n3]) {
+      await waitFor(async () => !(await nodesApi(a.dir)).some((n) => n.name === 'n2'), 5000, `n2 to disappear from ${a.name}'s list`)
+    }
+    const listed = await nodesJson(n3.dir)
+    assert.deepEqual(listed.map((n) => n.name), ['n1', 'n3'])
+  })
+})
+
+describe('failure detection with the lan profile', { timeout: 60_000 }, () => {
+  let agents: Agent[] = []
+
+  after(async () => {
+    await stopAll()
+    await removeTempDirs()
+  })
+
+  test('a SIGKILLed node is declared dead by the others within ~3 s', async () => {
+    const root = await tempDir('p2p-orch-e2e-lan-')
+    ;({ agents } = await startCluster({ root, size: 3, firstOctet: 5, profile: 'lan', namePrefix: 'lan' }))
+    await waitForMembers(agents, 15_000)
+    // let the cluster settle past start-up (first probes, anti-entropy) before the crash
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const [a, b, victim] = agents
+    const since = Date.now()
+    await kill(victim, 'SIGKILL')
+    const ms = await timeUntilStatus([a, b], victim.id, 'dead', since, 10_000)
+    process.stdout.write(`# lan profile: killed node seen dead by all after ${ms} ms\n`)
+    assert.ok(ms <= 3300, `detection took ${ms} ms (goal ≤ 3 s)`)
+  })
+})
