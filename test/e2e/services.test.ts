@@ -18,10 +18,14 @@ async function docker (...args: string[]): Promise<string> {
   return stdout.trim()
 }
 
-/** Running containers of a service, per node id, as Docker reports them. */
+/** Node ids of this test's agents: the engine may hold other clusters' containers too. */
+let clusterIds: string[] = []
+
+/** Running containers of a service on this test's nodes, as Docker reports them. */
 async function dockerReplicas (service: string): Promise<Array<{ id: string, node: string, ports: string }>> {
   const out = await docker('ps', '--filter', `label=p2p-orch.service=${service}`, '--format', '{{.ID}}\t{{.Label "p2p-orch.node"}}\t{{.Ports}}')
-  return out === '' ? [] : out.split('\n').map((l) => { const [id, node, ports] = l.split('\t'); return { id, node, ports } })
+  const all = out === '' ? [] : out.split('\n').map((l) => { const [id, node, ports] = l.split('\t'); return { id, node, ports } })
+  return all.filter((r) => clusterIds.includes(r.node))
 }
 
 const STACK = `
@@ -50,14 +54,17 @@ describe('services on real Docker (3 agents)', () => {
     const token = (await cli(['--data', first.dir, 'join-token'])).stdout.trim()
     agents = [first, ...await Promise.all([1, 2].map(async (i) => await startAgent({ dir: join(root, `n${i + 1}`), ip: ips[i], port, name: `s${i + 1}`, join: token, runtime: true })))]
     ids = agents.map((a) => a.id)
+    clusterIds = ids
     await waitForMembers(agents, 20_000)
     await writeFile(join(root, 'stack.yaml'), STACK)
   })
 
   after(async () => {
     await stopAll()
-    const leftovers = await docker('ps', '-aq', ...ids.flatMap((id) => ['--filter', `label=p2p-orch.node=${id}`]))
-    if (leftovers !== '') await docker('rm', '-f', ...leftovers.split('\n'))
+    for (const id of ids) {
+      const leftovers = await docker('ps', '-aq', '--filter', `label=p2p-orch.node=${id}`)
+      if (leftovers !== '') await docker('rm', '-f', ...leftovers.split('\n'))
+    }
     await removeTempDirs()
   })
 

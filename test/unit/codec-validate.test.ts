@@ -8,8 +8,8 @@ import {
 } from '../../protocol/codec.ts'
 import { MAX_CLOCK_DRIFT_MS } from '../../protocol/hlc.ts'
 import { key, type Family } from '../../protocol/keys.ts'
-import { STATUS_RANK, type MemberStatus } from '../../protocol/membership.ts'
-import type { StateRecord } from '../../protocol/record.ts'
+import { memberVersion, refutation, STATUS_RANK, type MemberStatus } from '../../protocol/membership.ts'
+import { compareRecords, type StateRecord } from '../../protocol/record.ts'
 import { signRecord, type Signer } from '../../protocol/sign.ts'
 import { DEFAULT_RESTART_POLICY, type ServiceSpec } from '../../protocol/spec.ts'
 import { validateRecord } from '../../protocol/validate.ts'
@@ -407,6 +407,26 @@ describe('validateRecord', () => {
       const v = validate(t)
       assert.equal(v.ok, false, `tampered ${field} of ${r.k} was accepted`)
     }), { numRuns: 1500 })
+  })
+
+  it('any suspect/dead rumour it accepts can be refuted by a record that survives the wire and validates', () => {
+    // Any node key may declare another member suspect/dead at any incarnation. The member answers
+    // with alive at incarnation + 1, which has to stay a safe integer to be sent at all.
+    fc.assert(fc.property(fc.maxSafeNat(), fc.constantFrom<MemberStatus>('suspect', 'dead'), (inc, status) => {
+      const rumour = member(nodeA, nodeB, inc, status)
+      fc.pre(validate(rumour).ok)
+      const answer = refutation({ status: 'alive', incarnation: 1 }, { status, incarnation: inc })
+      assert.ok(answer !== null)
+      const refute = sign(nodeB, key.member(nodeB.id), memberVersion(answer), { status: 'alive' })
+      let back: StateRecord
+      try {
+        back = decodeGossip(encodeGossip([refute])).recs[0]
+      } catch (err) {
+        assert.fail(`a ${status} rumour at incarnation ${inc} was accepted, but its refutation at ${answer.incarnation} cannot cross the wire: ${(err as Error).message}`)
+      }
+      assert.ok(validate(back).ok, reason(validate(back)))
+      assert.ok(compareRecords(back, rumour) > 0)
+    }), { numRuns: 500, examples: [[Number.MAX_SAFE_INTEGER, 'dead'], [Number.MAX_SAFE_INTEGER - 1, 'suspect']] })
   })
 
   it('grants authority exactly as keys.ts describes (model check over signer × key × version)', () => {
