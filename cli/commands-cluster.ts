@@ -30,6 +30,7 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .option('--label <k=v>', 'node label for placement constraints (repeatable)', collect, [])
     .option('--profile <lan|local>', 'timing profile: lan (default) or local (short timers, for tests)', 'lan')
     .option('--no-runtime', 'do not run containers (a pure control-plane node)')
+    .option('--api-listen <host:port>', 'also serve the control API on TCP (bearer token in <data>/api.token) for `--api http://host:port`')
     .action(async (o) => {
       const dir = dataDirOf(g())
       if (dir === undefined) throw new CliUserError('agent needs --data DIR (or P2P_ORCH_DATA): where the node keeps its identity and state')
@@ -42,7 +43,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
         name: o.name,
         labels: parseLabels(o.label),
         profile: o.profile,
-        runtime: o.runtime as boolean
+        runtime: o.runtime as boolean,
+        apiListen: o.apiListen
       })
     })
 

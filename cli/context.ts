@@ -19,7 +19,7 @@ export function dataDirOf (g: GlobalOptions): string | undefined {
 
 export function clientFor (g: GlobalOptions): ApiClient {
   if (g.api !== undefined) {
-    if (/^https?:\/\//.test(g.api)) return new ApiClient({ url: g.api })
+    if (/^https?:\/\//.test(g.api)) return new ApiClient({ url: g.api, token: process.env.P2P_ORCH_API_TOKEN })
     const path = existsSync(join(g.api, 'control.sock')) ? join(g.api, 'control.sock') : g.api
     return new ApiClient({ socketPath: resolve(path) })
   }

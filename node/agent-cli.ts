@@ -16,6 +16,7 @@ export interface AgentCliOptions {
   labels: Record<string, string>
   profile: string
   runtime: boolean
+  apiListen?: string
 }
 
 export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
@@ -35,5 +36,5 @@ export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
       throw new UserError(`${(err as Error).message} — start Docker, or run a control-plane-only node with --no-runtime`)
     }
   }
-  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime }, (l) => { console.log(l) })
+  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen }, (l) => { console.log(l) })
 }

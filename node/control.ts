@@ -3,6 +3,7 @@
  * only the agent's user can drive it). Routes are registered by createNode; a UserError becomes
  * a 400 with kind 'user', anything else a 500 with kind 'internal' (and is logged with its stack).
  */
+import { timingSafeEqual } from 'node:crypto'
 import { chmod, rm } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { API_PREFIX, type ApiError } from './api/types.ts'
@@ -18,7 +19,7 @@ interface Route { method: string, parts: string[], handler: Handler }
 
 export class ControlServer {
   private readonly routes: Route[] = []
-  private server: Server | undefined
+  private servers: Server[] = []
   private readonly logger: Logger
 
   constructor (logger: Logger) {
@@ -88,18 +89,42 @@ export class ControlServer {
 
   async listen (socketPath: string): Promise<void> {
     await rm(socketPath, { force: true })
-    this.server = createServer((req, res) => { void this.handle(req, res) })
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    this.servers.push(server)
     await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject)
-      this.server!.listen(socketPath, () => resolve())
+      server.once('error', reject)
+      server.listen(socketPath, () => resolve())
     })
     await chmod(socketPath, 0o600)
   }
 
+  /**
+   * Also serve on TCP, for CLIs on other machines (`--api http://host:port`). Unlike the socket,
+   * which file permissions protect, every TCP request must carry `Authorization: Bearer <token>`.
+   */
+  async listenTcp (host: string, port: number, token: string): Promise<void> {
+    const expected = Buffer.from(`Bearer ${token}`)
+    const server = createServer((req, res) => {
+      const got = Buffer.from(req.headers.authorization ?? '')
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        res.writeHead(401, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ error: 'missing or wrong API token (set P2P_ORCH_API_TOKEN to the content of the node\'s api.token)', kind: 'user' } satisfies ApiError))
+        return
+      }
+      void this.handle(req, res)
+    })
+    this.servers.push(server)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new UserError(`cannot serve the control API on ${host}:${port}: ${err.message}`)))
+      server.listen(port, host, () => resolve())
+    })
+  }
+
   async close (): Promise<void> {
-    const s = this.server
-    if (s === undefined) return
-    s.closeAllConnections()
-    await new Promise<void>((resolve) => s.close(() => resolve()))
+    await Promise.all(this.servers.map(async (s) => {
+      s.closeAllConnections()
+      await new Promise<void>((resolve) => s.close(() => resolve()))
+    }))
+    this.servers = []
   }
 }

@@ -39,6 +39,7 @@ export const FILES = {
   cluster: 'cluster.json',
   operatorKey: 'operator.key',
   socket: 'control.sock',
+  apiToken: 'api.token',
   db: 'state'
 } as const
 
@@ -123,4 +124,13 @@ export async function loadIdentity (dir: string, joinToken: string | undefined, 
     if (operator.id !== cluster.operator) throw new UserError(`${operatorPath} is not this cluster's operator key`)
   }
   return { privateKey, cluster, operator, operatorPem, created }
+}
+
+/** The bearer token remote CLIs present to the TCP control API; created on first use (0600). */
+export async function loadApiToken (dir: string): Promise<string> {
+  const path = join(dir, FILES.apiToken)
+  if (existsSync(path)) return (await readFile(path, 'utf8')).trim()
+  const token = randomBytes(24).toString('base64url')
+  await writeFileAtomic(path, token + '\n', 0o600)
+  return token
 }

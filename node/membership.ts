@@ -181,14 +181,14 @@ export class Membership {
     if (id !== undefined) void this.probe(id)
   }
 
-  /** Ping `target` directly; returns whether it answered. */
-  async ping (target: string, timeoutMs: number): Promise<boolean> {
+  /** One probe exchange with `peer`: send `msg`, true if it answers `ack` in time. */
+  private async exchange (peer: string, msg: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
     const signal = AbortSignal.timeout(timeoutMs)
     try {
-      const stream = await this.host.dialProtocol(peerIdFromString(target), SWIM_PROTOCOL, { signal })
+      const stream = await this.host.dialProtocol(peerIdFromString(peer), SWIM_PROTOCOL, { signal })
       const f = framed(stream, MAX_SWIM_FRAME_BYTES)
       try {
-        await f.write(pack({ t: 'ping' }), signal)
+        await f.write(pack(msg), signal)
         const reply = unpack(await f.read(signal)) as { t?: string }
         return reply?.t === 'ack'
       } finally {
@@ -197,6 +197,11 @@ export class Membership {
     } catch {
       return false
     }
+  }
+
+  /** Ping `target` directly; returns whether it answered. */
+  async ping (target: string, timeoutMs: number): Promise<boolean> {
+    return await this.exchange(target, { t: 'ping' }, timeoutMs)
   }
 
   private async probe (target: string): Promise<void> {
@@ -219,22 +224,9 @@ export class Membership {
     }
   }
 
+  /** Ask `helper` to ping `target` for us; it waits up to one probe timeout itself. */
   private async pingReq (helper: string, target: string): Promise<boolean> {
-    const timeoutMs = this.profile.probeTimeoutMs * 2
-    const signal = AbortSignal.timeout(timeoutMs)
-    try {
-      const stream = await this.host.dialProtocol(peerIdFromString(helper), SWIM_PROTOCOL, { signal })
-      const f = framed(stream, MAX_SWIM_FRAME_BYTES)
-      try {
-        await f.write(pack({ t: 'ping-req', target }), signal)
-        const reply = unpack(await f.read(signal)) as { t?: string }
-        return reply?.t === 'ack'
-      } finally {
-        await f.close()
-      }
-    } catch {
-      return false
-    }
+    return await this.exchange(helper, { t: 'ping-req', target }, this.profile.probeTimeoutMs * 2)
   }
 
   private async answer (stream: Stream, conn: Connection): Promise<void> {

@@ -15,7 +15,8 @@ import { ControlServer } from './control.ts'
 import { Dialer } from './dialer.ts'
 import { Gossip } from './gossip.ts'
 import { createHost, type Host } from './host.ts'
-import { FILES, loadIdentity, type Identity } from './identity.ts'
+import { FILES, loadApiToken, loadIdentity, type Identity } from './identity.ts'
+import { UserError } from './errors.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { Counters } from './metrics.ts'
@@ -60,6 +61,8 @@ export interface NodeOptions {
   now?: () => number
   /** serve the control API on <data>/control.sock (default true) */
   control?: boolean
+  /** also serve the control API on TCP host:port, with the bearer token in <data>/api.token */
+  apiListen?: string
 }
 
 export interface P2pNode {
@@ -163,6 +166,12 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   registerClusterRoutes(control, node)
   registerServiceRoutes(control, node, opts.runtime)
   if (opts.control !== false) await control.listen(node.socketPath)
+  if (opts.apiListen !== undefined) {
+    const m = /^(.+):(\d+)$/.exec(opts.apiListen)
+    if (m === null) throw new UserError(`--api-listen must be HOST:PORT, got "${opts.apiListen}"`)
+    await control.listenTcp(m[1], Number(m[2]), await loadApiToken(opts.dataDir))
+    logger.info({ api: opts.apiListen }, `control API on http://${opts.apiListen} (token in ${join(opts.dataDir, FILES.apiToken)})`)
+  }
 
   let stopped = false
   node.stop = async () => {

@@ -59,7 +59,9 @@ export class AntiEntropy {
   private punish (peer: PeerId, err: unknown): void {
     if (err instanceof WireError) {
       this.counters.inc('sync_frames_rejected_total')
-      this.logger.warn({ peer: peer.toString(), error: err.message }, 'rejected malformed sync frame')
+      this.logger.warn({ peer: peer.toString(), error: err.message }, 'rejected malformed sync frame; closing the connection')
+      // An honest peer never sends a malformed frame: drop the connection so it has to dial again.
+      void this.host.hangUp(peer).catch(() => {})
     } else {
       this.logger.debug({ peer: peer.toString(), error: (err as Error).message }, 'sync failed')
     }
@@ -67,7 +69,7 @@ export class AntiEntropy {
 
   private ingest (peer: PeerId, m: { recs: StateRecord[] }): void {
     const res = this.states.ingest(m.recs, `sync:${peer.toString()}`)
-    if (res.rejected > 0) this.counters.inc('sync_frames_rejected_total')
+    if (res.rejected > 0) throw new WireError(`${res.rejected} invalid record(s): ${res.firstError ?? ''}`)
   }
 
   /** Initiate one exchange with `peer`. Returns the number of records received. */

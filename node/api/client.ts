@@ -19,6 +19,8 @@ export class NodeUnreachableError extends Error {
 export interface ApiTarget {
   socketPath?: string
   url?: string
+  /** bearer token for TCP targets (the node's api.token) */
+  token?: string
 }
 
 export class ApiClient {
@@ -42,7 +44,10 @@ export class ApiClient {
         host: url?.hostname,
         port: url?.port,
         path: url !== undefined ? url.pathname + url.search : API_PREFIX + path,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        headers: {
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+          ...(this.target.token !== undefined ? { authorization: `Bearer ${this.target.token}` } : {})
+        },
         timeout: REQUEST_TIMEOUT_MS
       }, (res) => {
         const chunks: Buffer[] = []
