@@ -26,7 +26,11 @@ export type Host = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<t
 const MESH_D = 4
 const MESH_DLO = 2
 const MESH_DHI = 8
-/** The pnet nonce exchange must finish within this; a peer with another network key fails here. */
+/**
+ * The pnet nonce exchange must finish within this. A peer with another network key is not caught
+ * by the exchange itself: its traffic decrypts to garbage, so the next handshake (Noise) fails or
+ * times out, and the dial fails.
+ */
 const PNET_HANDSHAKE_TIMEOUT_MS = 2000
 /** Connection limits sized for a full mesh of a few hundred nodes. */
 const MAX_CONNECTIONS = 400

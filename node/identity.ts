@@ -11,7 +11,7 @@ import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, writeFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { generateKeyPair, generateKeyPairFromSeed, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { operatorSignerFromPem, type Signer } from '../protocol/sign.ts'
 import { decodeToken, NETWORK_KEY_BYTES, type JoinToken } from '../protocol/token.ts'
@@ -52,13 +52,22 @@ async function writeFileAtomic (path: string, data: string | Uint8Array, mode: n
 
 async function loadNodeKey (dir: string): Promise<PrivateKey> {
   const path = join(dir, FILES.nodeKey)
+  if (!existsSync(path) && existsSync(join(dir, FILES.cluster))) {
+    throw new DataDirError(`${path} is missing but ${dir} already belongs to a cluster; refusing to start with a new identity — restore node.key or use a fresh --data directory`)
+  }
   if (!existsSync(path)) {
     const key = await generateKeyPair('Ed25519')
     await writeFileAtomic(path, privateKeyToProtobuf(key), 0o600)
     return key
   }
   try {
-    return privateKeyFromProtobuf(await readFile(path))
+    const key = privateKeyFromProtobuf(await readFile(path))
+    if (key.type !== 'Ed25519') throw new Error(`unexpected key type ${key.type}`)
+    // libp2p does not check that the stored public half matches the private half; a flipped bit
+    // would silently change the peer id or make every signature invalid.
+    const derived = await generateKeyPairFromSeed('Ed25519', key.raw.subarray(0, 32))
+    if (!derived.publicKey.equals(key.publicKey)) throw new Error('public and private halves do not match')
+    return key
   } catch (err) {
     throw new DataDirError(`${path} is corrupt (${(err as Error).message}); refusing to start with a new identity — restore the file or use a fresh --data directory`)
   }

@@ -76,7 +76,7 @@ function decodeEnvelope (bytes: Uint8Array, limit: number): Record<string, unkno
   }
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) throw new WireError('frame is not a map')
   const env = msg as Record<string, unknown>
-  if (env.v !== WIRE_VERSION) throw new WireError(`unsupported wire version ${String(env.v)}`)
+  if (env.v !== WIRE_VERSION) throw new WireError(`unsupported wire version ${typeof env.v === 'number' ? env.v : typeof env.v}`)
   return env
 }
 
@@ -153,6 +153,6 @@ export function decodeSync (bytes: Uint8Array): SyncMessage {
     case 'records':
       return { type: 'records', recs: recordList(env.recs) }
     default:
-      throw new WireError(`unknown sync message type ${String(env.type)}`)
+      throw new WireError(`unknown sync message type ${typeof env.type === 'string' ? env.type.slice(0, 32) : typeof env.type}`)
   }
 }

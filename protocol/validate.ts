@@ -25,6 +25,12 @@ export const MAX_ADDRS = 16
 export const MAX_TASKS_PER_NODE = 2_000
 export const MAX_HISTORY = 5
 export const MAX_STRING = 4096
+/**
+ * Highest incarnation a suspect/dead rumour may carry. Without a bound, a rumour at the largest
+ * safe integer could never be refuted (incarnation + 1 no longer encodes exactly). Real
+ * incarnations grow by one per restart or refutation; 2^52 is unreachable.
+ */
+export const MAX_RUMOUR_INCARNATION = 2 ** 52
 
 type Check = (v: unknown) => string | null
 
@@ -115,6 +121,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     const status = statusOfRank(r.t[1])
     if (status === undefined) return { ok: false, reason: `${r.k}: bad status rank` }
     if (isSelfOnlyStatus(status) ? r.w !== id : !isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: ${r.w.slice(0, 60)} may not declare ${status}` }
+    if (!isSelfOnlyStatus(status) && r.t[0] > MAX_RUMOUR_INCARNATION) return { ok: false, reason: `${r.k}: incarnation out of range` }
   } else if (r.w !== id) {
     return { ok: false, reason: `${r.k}: only node ${id.slice(0, 60)} may write it` }
   }

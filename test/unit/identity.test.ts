@@ -1,5 +1,6 @@
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { cp, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -94,9 +95,10 @@ describe('identity (data directory)', () => {
     assert.equal(peerOf(await loadIdentity(dir, undefined, [])), peerOf(mine))
   })
 
-  it('refuses an unreadable token with TokenError before touching the directory', async () => {
-    const dir = await dirs.make()
-    await expectError(loadIdentity(join(dir, 'sub'), 'p2porch1.garbage.0000000000000000', []), 'TokenError', 'corrupt token')
+  it('refuses an unreadable token with TokenError before creating any identity', async () => {
+    const dir = join(await dirs.make(), 'sub')
+    await expectError(loadIdentity(dir, 'p2porch1.garbage.0000000000000000', []), 'TokenError', 'corrupt token')
+    for (const f of [FILES.nodeKey, FILES.cluster, FILES.operatorKey]) assert.equal(existsSync(join(dir, f)), false, `${f} was written`)
   })
 
   describe('a corrupt node.key is a DataDirError, never a new identity', () => {
