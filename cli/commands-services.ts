@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline/promises'
 import type { Command } from 'commander'
 import type { ApiClient } from '../node/api/client.ts'
 import type { DeployResponse, InspectResponse, ScaleResponse, ServiceChange, ServiceView, TaskView } from '../node/api/types.ts'
-import { envFilesReferenced, formatIssue, translateCompose } from '../protocol/compose.ts'
+import type { ComposeResult } from '../protocol/compose.ts'
 import { MAX_REPLICAS } from '../protocol/spec.ts'
 import { clientFor, type GlobalOptions } from './context.ts'
 import { CliUserError } from './errors.ts'
@@ -54,7 +54,9 @@ export function parseScaleArgs (args: string[]): Record<string, number> {
   return out
 }
 
-function readCompose (file: string, stackName: string | undefined): ReturnType<typeof translateCompose> & { fileName: string } {
+/** Loaded only by `deploy`: the Compose translator and its YAML parser cost every other command startup time. */
+async function readCompose (file: string, stackName: string | undefined): Promise<ComposeResult & { fileName: string, formatIssue: (i: ComposeResult['issues'][number]) => string }> {
+  const { envFilesReferenced, formatIssue, translateCompose } = await import('../protocol/compose.ts')
   const path = resolve(file)
   if (!existsSync(path)) throw new CliUserError(`no such file: ${file}`)
   const text = readFileSync(path, 'utf8')
@@ -67,7 +69,7 @@ function readCompose (file: string, stackName: string | undefined): ReturnType<t
   }
   // the absolute path lets relative bind mounts resolve against the file's directory
   const r = translateCompose({ fileName: path, text, envFiles, stackName, variables: vars })
-  return { ...r, fileName: basename(path) }
+  return { ...r, fileName: basename(path), formatIssue: (i) => formatIssue(basename(path), i) }
 }
 
 export function registerServiceCommands (program: Command, g: () => GlobalOptions): void {
@@ -80,9 +82,9 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
     .option('--prune', 'remove services of this stack that are no longer in the file')
     .option('--dry-run', 'only show what would change')
     .action(async (o) => {
-      const compose = readCompose(o.file, o.name)
+      const compose = await readCompose(o.file, o.name)
       const errors = compose.issues.filter((i) => i.severity === 'error')
-      for (const i of compose.issues) console.error(formatIssue(compose.fileName, i))
+      for (const i of compose.issues) console.error(compose.formatIssue(i))
       if (errors.length > 0) throw new CliUserError(`${compose.fileName}: ${errors.length} error(s); nothing was changed`)
       const client = clientFor(g())
       const req = { stack: compose.stack, services: compose.services, prune: o.prune === true }

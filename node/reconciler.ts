@@ -14,12 +14,13 @@ import { randomBytes } from 'node:crypto'
 import { globalKey, slotKey } from '../placement/placement.ts'
 import type { SlotAssignment } from '../placement/types.ts'
 import { key, type TaskExit, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import type { StateRecord } from '../protocol/record.ts'
 import type { Signer } from '../protocol/sign.ts'
 import { placement, services, type ServiceState } from './desired.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Profile } from './profiles.ts'
-import { ImageNotFoundError, type ContainerInfo, type Runtime } from './runtime/types.ts'
+import { ImageNotFoundError, LABEL_NODE, type ContainerInfo, type Runtime } from './runtime/types.ts'
 import type { StateManager } from './state-manager.ts'
 
 /** Coalesce bursts of triggers (a scale writes one record but Docker then sends many events). */
@@ -37,8 +38,10 @@ const DEFAULT_STOP_GRACE_MS = 10_000
 
 interface SlotMemory {
   history: TaskExit[]
-  /** container ids whose exit is already in history */
+  /** runs (`<container id>/<startedAt>`) whose end is already in history */
   seenExits: Set<string>
+  /** when each exit happened, newest first: what max_attempts counts (history keeps only a few) */
+  exits: number[]
   consecutiveFailures: number
   nextAttemptAt: number
   lastError: string
@@ -68,6 +71,8 @@ export class Reconciler {
   private periodic: NodeJS.Timeout | undefined
   private unsubscribe: (() => void) | undefined
   private lastReport = ''
+  /** true while some replica of ours waits for its new owner to report it running */
+  private awaitingHandover = false
   private stopped = false
   /** resolves when the current pass (if any) ends */
   private idle: Promise<void> = Promise.resolve()
@@ -80,9 +85,15 @@ export class Reconciler {
     // Keep the task history across agent restarts: it is in our own last report.
     const prev = this.o.states.state.value<TaskReport>(key.tasks(this.o.self))
     const svcs = new Map(services(this.o.states.state).map((s) => [s.spec.name, s]))
-    for (const t of prev?.tasks ?? []) this.mem(this.keyOf(t.service, t.slot, svcs.get(t.service)?.spec.mode === 'global')).history = t.history
+    for (const t of prev?.tasks ?? []) {
+      const m = this.mem(this.keyOf(t.service, t.slot, svcs.get(t.service)?.spec.mode === 'global'))
+      m.history = t.history
+      m.exits = t.history.map((h) => h.at)
+      if (t.container !== '' && (t.state === 'failed' || t.state === 'complete')) m.seenExits.add(`${t.container}/${t.startedAt}`)
+    }
     this.o.states.on('change', this.onChange)
-    this.unsubscribe = this.o.runtime.events(() => { this.schedule() })
+    // Several agents may share one engine: only our own containers' events concern us.
+    this.unsubscribe = this.o.runtime.events((e) => { if (e.labels[LABEL_NODE] === undefined || e.labels[LABEL_NODE] === this.o.self) this.schedule() })
     this.periodic = setInterval(() => { this.schedule() }, this.o.profile.reconcileIntervalMs)
     this.periodic.unref()
     this.schedule()
@@ -98,7 +109,13 @@ export class Reconciler {
     await this.idle
   }
 
-  private readonly onChange = (): void => { this.schedule() }
+  /**
+   * Every desired-state or membership change can move slots. Other nodes' task reports matter
+   * only while we hold replicas waiting for their new owner to run them (make-before-break).
+   */
+  private readonly onChange = (recs: StateRecord[]): void => {
+    if (this.awaitingHandover || recs.some((r) => !r.k.startsWith('tasks/'))) this.schedule()
+  }
 
   schedule (delayMs = RECONCILE_DEBOUNCE_MS): void {
     if (this.stopped) return
@@ -129,16 +146,20 @@ export class Reconciler {
   private mem (k: string): SlotMemory {
     let m = this.memory.get(k)
     if (m === undefined) {
-      m = { history: [], seenExits: new Set(), consecutiveFailures: 0, nextAttemptAt: 0, lastError: '', rejected: false }
+      m = { history: [], seenExits: new Set(), exits: [], consecutiveFailures: 0, nextAttemptAt: 0, lastError: '', rejected: false }
       this.memory.set(k, m)
     }
     return m
   }
 
   private recordExit (m: SlotMemory, c: ContainerInfo, reason: string): void {
-    if (m.seenExits.has(c.id)) return
-    m.seenExits.add(c.id)
-    m.history = [{ at: c.finishedAt || Date.now(), exitCode: c.exitCode, reason }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
+    // a restarted container keeps its id: each run ends once
+    const run = `${c.id}/${c.startedAt}`
+    if (m.seenExits.has(run)) return
+    m.seenExits.add(run)
+    const at = c.finishedAt || Date.now()
+    m.history = [{ at, exitCode: c.exitCode, reason }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
+    m.exits.unshift(at)
     this.o.counters.inc('task_exits_total')
   }
 
@@ -164,7 +185,15 @@ export class Reconciler {
       byKey.delete(k)
     }
     const tasks = await Promise.all(work)
-    for (const [k, cs] of byKey) tasks.push(...this.yieldSlot(k, cs, svcs, slots))
+    const handovers = [...byKey].flatMap(([k, cs]) => this.yieldSlot(k, cs, svcs, slots))
+    this.awaitingHandover = handovers.some((t) => t.state === 'running')
+    tasks.push(...handovers)
+    const reported = new Set(tasks.map((t) => t.container))
+    for (const c of containers) {
+      const svc = svcs.get(c.service)
+      if (svc === undefined || reported.has(c.id) || !this.stopping.has(c.id)) continue
+      tasks.push({ ...this.status(svc, c.slot, c, this.mem(this.keyOf(c.service, c.slot, svc.spec.mode === 'global')), 'stopping'), desired: 'shutdown' })
+    }
 
     let nextRetry = Infinity
     for (const m of this.memory.values()) if (m.nextAttemptAt > Date.now()) nextRetry = Math.min(nextRetry, m.nextAttemptAt)
@@ -189,6 +218,8 @@ export class Reconciler {
 
   private async ensureSlot (k: string, a: SlotAssignment, svc: ServiceState, cs: ContainerInfo[]): Promise<TaskStatus> {
     const m = this.mem(k)
+    // a container we are already stopping (replaced, moved) must not be restarted by its exit
+    cs = cs.filter((c) => !this.stopping.has(c.id))
     const current = cs.filter((c) => c.generation === svc.generation).sort((x, y) => y.startedAt - x.startedAt)
     const old = cs.filter((c) => c.generation !== svc.generation)
     const [c, ...dupes] = current
@@ -222,7 +253,8 @@ export class Reconciler {
       return this.status(svc, a.slot, c, m, c.exitCode === 0 ? 'complete' : 'failed', c.exitCode === 0 ? '' : reason)
     }
     const windowStart = policy.windowMs > 0 ? now - policy.windowMs : 0
-    const recent = m.history.filter((h) => h.at >= windowStart).length
+    m.exits = m.exits.filter((at) => at >= windowStart).slice(0, policy.maxAttempts + 1)
+    const recent = m.exits.length
     if (policy.maxAttempts > 0 && recent > policy.maxAttempts) {
       return this.status(svc, a.slot, c, m, 'failed', `${reason}; restart limit of ${policy.maxAttempts} reached`)
     }
@@ -252,7 +284,9 @@ export class Reconciler {
       m.lastError = ''
       m.rejected = false
       m.nextAttemptAt = 0
-      return { ...this.status(svc, a.slot, undefined, m, 'starting'), container: id }
+      // the engine has started it; without a healthcheck there is nothing more to wait for
+      const state = svc.spec.healthcheck === undefined ? 'running' : 'starting'
+      return { ...this.status(svc, a.slot, undefined, m, state), container: id, startedAt: Date.now() }
     } catch (err) {
       const rejected = err instanceof ImageNotFoundError || (err as Error).name === 'ImageNotFoundError'
       m.rejected = rejected
@@ -265,19 +299,20 @@ export class Reconciler {
     }
   }
 
-  /** Containers of slots that are not ours (any more): stop them, once it is safe. */
+  /**
+   * Containers of slots that are not ours (any more): stop them once it is safe. Until they are
+   * gone they stay in our report as desired 'shutdown', so `ps` and rollouts see them.
+   */
   private yieldSlot (k: string, cs: ContainerInfo[], svcs: Map<string, ServiceState>, slots: Map<string, SlotAssignment>): TaskStatus[] {
     const out: TaskStatus[] = []
     for (const c of cs) {
       const svc = svcs.get(c.service)
       const owner = slots.get(k)?.node ?? null
       const safe = svc === undefined || owner === null || this.ownerRuns(owner, svc, c.slot)
-      if (safe || c.state !== 'running') {
-        this.remove(c, svc)
-        continue
-      }
-      // keep serving until the new owner runs it (make-before-break)
-      if (svc !== undefined) out.push(this.status(svc, c.slot, c, this.mem(k), 'running', `moving to another node`))
+      if (safe || c.state !== 'running') this.remove(c, svc)
+      if (svc === undefined) continue
+      const handingOver = !safe && c.state === 'running'
+      out.push({ ...this.status(svc, c.slot, c, this.mem(k), handingOver ? 'running' : 'stopping', handingOver ? 'waiting for the new owner to run it' : ''), desired: 'shutdown' })
     }
     return out
   }

@@ -27,7 +27,7 @@ export function taskViews (state: ClusterState, service?: string): TaskView[] {
   for (const a of placement(state).slots.values()) {
     if (service !== undefined && a.service !== service) continue
     const svc = svcs.get(a.service)!
-    const t = a.node === null ? undefined : reports.get(a.node)?.find((x) => x.service === a.service && x.slot === a.slot && x.error !== 'moving to another node')
+    const t = a.node === null ? undefined : reports.get(a.node)?.find((x) => x.service === a.service && x.slot === a.slot && x.desired !== 'shutdown')
     if (t !== undefined) claimed.add(t)
     out.push({
       service: a.service,

@@ -93,6 +93,8 @@ export interface TaskStatus {
   startedAt: number
   /** last few exits, newest first (Swarm's task history) */
   history: TaskExit[]
+  /** 'shutdown' for a replica this node is handing over or stopping; absent means 'running' */
+  desired?: 'running' | 'shutdown'
 }
 
 export interface TaskReport {

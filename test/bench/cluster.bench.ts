@@ -34,7 +34,10 @@ const CFG = {
   writes: QUICK ? 10 : 30,
   baselineRequests: QUICK ? 100 : 300,
   pollIntervalMs: 5,
-  writeTimeoutMs: 10_000,
+  /** a write not applied everywhere by then counts as a timeout (20× the goal) */
+  writeTimeoutMs: 5000,
+  /** cap on the writes phase of one cluster size, so a broken cluster cannot stall the run */
+  maxWritesSecondsPerSize: QUICK ? 60 : 120,
   detectionAgents: 5,
   detectionRuns: 3,
   idleSeconds: QUICK ? 20 : 120,
@@ -112,11 +115,14 @@ async function nodes (dir: string): Promise<NodeView[]> {
  * Poll every `intervalMs` until `check` on the node list holds; resolves with ms since `t0` at
  * which the first answer that satisfied it was received (Infinity on timeout or when `stop()`).
  */
-async function pollUntil (dir: string, check: (ns: NodeView[]) => boolean, t0: number, intervalMs: number, timeoutMs: number): Promise<number> {
+async function pollUntil (dir: string, check: (ns: NodeView[]) => boolean, t0: number, intervalMs: number, timeoutMs: number, rtts?: number[]): Promise<number> {
   for (;;) {
     const started = performance.now()
     try {
-      if (check(await nodes(dir))) return performance.now() - t0
+      const ns = await nodes(dir)
+      const now = performance.now()
+      rtts?.push(now - started)
+      if (check(ns)) return now - t0
     } catch {}
     if (performance.now() - t0 > timeoutMs) return Infinity
     const wait = intervalMs - (performance.now() - started)
@@ -160,10 +166,14 @@ interface ConvergenceResult {
   writes: number
   timeouts: number
   baselineRttMs: ReturnType<typeof summary>
+  /** round trips of the pollers' own requests while measuring: the floor under that load */
+  pollRttMs: ReturnType<typeof summary>
   allAppliedMs: ReturnType<typeof summary>
   perNodeMs: ReturnType<typeof summary>
   writeAckMs: ReturnType<typeof summary>
   samplesAllAppliedMs: number[]
+  /** per write, per node (in agent order) ms until applied; null = timeout */
+  samplesPerNodeMs: Array<Array<number | null>>
 }
 
 async function growCluster (agents: Agent[], size: number, token: string, port: number, root: string): Promise<void> {
@@ -205,14 +215,21 @@ async function convergence (): Promise<ConvergenceResult[]> {
     const allApplied: number[] = []
     const perNode: number[] = []
     const acks: number[] = []
+    const pollRtts: number[] = []
+    const perWrite: Array<Array<number | null>> = []
     let timeouts = 0
     log(`convergence: ${CFG.writes} writes on ${size} agents`)
+    const phaseEnd = performance.now() + CFG.maxWritesSecondsPerSize * 1000
     for (let i = 0; i < CFG.writes; i++) {
+      if (performance.now() > phaseEnd) {
+        log(`convergence: ${size} agents: stopping after ${i} writes (phase cap ${CFG.maxWritesSecondsPerSize} s)`)
+        break
+      }
       const writer = agents[i % size]
       const target = agents[(i + 1) % size]
       const value = `v${i}-${size}`
       const t0 = performance.now()
-      const polls = agents.map(async (a) => await pollUntil(a.dir, (ns) => ns.find((n) => n.id === target.id)?.labels.bench === value, t0, CFG.pollIntervalMs, CFG.writeTimeoutMs))
+      const polls = agents.map(async (a) => await pollUntil(a.dir, (ns) => ns.find((n) => n.id === target.id)?.labels.bench === value, t0, CFG.pollIntervalMs, CFG.writeTimeoutMs, pollRtts))
       const status = await patch(writer.dir, `/nodes/${target.id}`, { labelAdd: { bench: value } })
       acks.push(performance.now() - t0)
       if (status !== 200) throw new Error(`write ${i} via ${writer.name} answered ${status}`)
@@ -221,17 +238,20 @@ async function convergence (): Promise<ConvergenceResult[]> {
       if (!Number.isFinite(worst)) timeouts++
       allApplied.push(worst)
       perNode.push(...times.filter(Number.isFinite))
+      perWrite.push(times.map((x) => Number.isFinite(x) ? Math.round(x * 10) / 10 : null))
       await sleep(100 + Math.random() * 100)
     }
     results.push({
       nodes: size,
-      writes: CFG.writes,
+      writes: allApplied.length,
       timeouts,
       baselineRttMs: summary(rtt),
+      pollRttMs: summary(pollRtts),
       allAppliedMs: summary(allApplied),
       perNodeMs: summary(perNode),
       writeAckMs: summary(acks),
-      samplesAllAppliedMs: allApplied.map((x) => Math.round(x * 10) / 10)
+      samplesAllAppliedMs: allApplied.map((x) => Math.round(x * 10) / 10),
+      samplesPerNodeMs: perWrite
     })
   }
   await stopAll()
@@ -407,11 +427,12 @@ async function main (): Promise<void> {
   const totalS = (performance.now() - started) / 1000
 
   const out: string[] = []
-  out.push('', `Convergence (lan profile; ${CFG.writes} writes per size; each node polled every ${CFG.pollIntervalMs} ms; times in ms)`)
-  out.push(table(['nodes', 'control RTT med', 'RTT p99', 'write ack med', 'all applied med', 'all applied p99', 'max', 'per-node med', 'timeouts'],
-    conv.map((c) => [String(c.nodes), ms(c.baselineRttMs.median), ms(c.baselineRttMs.p99), ms(c.writeAckMs.median), ms(c.allAppliedMs.median), ms(c.allAppliedMs.p99), ms(c.allAppliedMs.max), ms(c.perNodeMs.median), String(c.timeouts)])))
+  out.push('', `Convergence (lan profile; every node polled every ${CFG.pollIntervalMs} ms; ms from sending the write to the first answer showing it; timeout = not everywhere within ${CFG.writeTimeoutMs} ms)`)
+  out.push(table(['nodes', 'writes', 'RTT idle med/p99', 'RTT polling med/p99', 'write ack med', 'all applied med', 'p99', 'max', 'per node med', 'timeouts'],
+    conv.map((c) => [String(c.nodes), String(c.writes), `${ms(c.baselineRttMs.median)} / ${ms(c.baselineRttMs.p99)}`, `${ms(c.pollRttMs.median)} / ${ms(c.pollRttMs.p99)}`, ms(c.writeAckMs.median), ms(c.allAppliedMs.median), ms(c.allAppliedMs.p99), ms(c.allAppliedMs.max), ms(c.perNodeMs.median), String(c.timeouts)])))
+  out.push('RTT idle: one GET /v1/nodes at a time on an idle cluster (the floor); RTT polling: the pollers\' own requests during the measurement.')
   out.push('', `Failure detection (${CFG.detectionAgents} agents, lan profile, SIGKILL; ms)`)
-  out.push(table(['run', 'victim', 'first suspect', 'all observers: dead', 'per observer'],
+  out.push(table(['run', 'victim', 'first seen not alive', 'all observers: dead', 'per observer'],
     fd.runs.map((r, i) => [String(i + 1), r.victim, ms(r.firstSuspectMs), ms(r.allDeadMs), r.perObserverMs.map(ms).join(' ')])))
   out.push('', `Idle false suspicions (${fd.idle.agents} agents, ${fd.idle.seconds} s)`)
   out.push(table(['agent', 'suspected (start)', 'suspected (end)', 'declared dead', 'refutations'],
@@ -429,7 +450,7 @@ async function main (): Promise<void> {
   const worstDetection = Math.max(...fd.runs.map((r) => r.allDeadMs))
   const falseSusp = fd.idle.suspectedEnd.reduce((a, b) => a + b, 0)
   const checks = [
-    { goal: `convergence p99 at ${conv20.nodes} nodes ≤ ${GOALS.convergenceP99Ms} ms`, value: `${ms(conv20.allAppliedMs.p99)} ms`, pass: conv20.allAppliedMs.p99 <= GOALS.convergenceP99Ms },
+    { goal: `convergence p99 at ${conv20.nodes} nodes ≤ ${GOALS.convergenceP99Ms} ms`, value: Number.isFinite(conv20.allAppliedMs.p99) ? `${ms(conv20.allAppliedMs.p99)} ms` : `> ${CFG.writeTimeoutMs} ms (${conv20.timeouts}/${conv20.writes} timed out)`, pass: conv20.allAppliedMs.p99 <= GOALS.convergenceP99Ms },
     { goal: `failure detection (5 agents, worst of ${fd.runs.length}) ≤ ${GOALS.detectionMs} ms`, value: `${ms(worstDetection)} ms`, pass: worstDetection <= GOALS.detectionMs },
     { goal: `false suspicions in ${fd.idle.seconds} s idle = ${GOALS.falseSuspicions}`, value: String(falseSusp), pass: falseSusp === GOALS.falseSuspicions }
   ]

@@ -35,6 +35,7 @@ services:
     image: p2p-orch/busybox:latest
     command: ["sh", "-c", "mkdir -p /www && echo hello from $$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
     ports: ["80"]
+    stop_grace_period: 1s   # busybox httpd as PID 1 ignores SIGTERM
     deploy:
       replicas: 2
       restart_policy: { condition: any, delay: 500ms }
