@@ -94,3 +94,21 @@ export const DEFAULT_RESTART_POLICY: RestartPolicySpec = {
 
 /** Service names become container names and DNS labels: same rule as Compose/Swarm. */
 export const SERVICE_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/
+
+/** A spec with every optional part at its default (what a minimal Compose service gives). */
+export function newServiceSpec (s: Pick<ServiceSpec, 'name' | 'stack' | 'image'> & Partial<ServiceSpec>): ServiceSpec {
+  return {
+    env: [],
+    labels: {},
+    ports: [],
+    mounts: [],
+    mode: 'replicated',
+    replicas: 1,
+    limits: {},
+    reservations: {},
+    restartPolicy: { ...DEFAULT_RESTART_POLICY },
+    constraints: [],
+    maxReplicasPerNode: 0,
+    ...s
+  }
+}

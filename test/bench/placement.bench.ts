@@ -8,7 +8,7 @@
  * (ideal 1/N). Figures are means over the trials, with the worst trial in brackets.
  */
 import { performance } from 'node:perf_hooks'
-import { DEFAULT_RESTART_POLICY } from '../../protocol/spec.ts'
+import { newServiceSpec } from '../../protocol/spec.ts'
 import type { ServiceSpec } from '../../protocol/spec.ts'
 import { placeAll } from '../../placement/placement.ts'
 import type { PlacementNode, PlacementService } from '../../placement/types.ts'
@@ -18,22 +18,7 @@ const SLOT_COUNTS = [10, 100, 1000, 10000]
 const TRIALS = 10
 
 function spec(name: string, replicas: number): ServiceSpec {
-  return {
-    name,
-    stack: 'bench',
-    image: 'nginx:1.27',
-    env: [],
-    labels: {},
-    ports: [],
-    mounts: [],
-    mode: 'replicated',
-    replicas,
-    limits: {},
-    reservations: {},
-    restartPolicy: { ...DEFAULT_RESTART_POLICY },
-    constraints: [],
-    maxReplicasPerNode: 0
-  }
+  return newServiceSpec({ name, stack: 'bench', image: 'nginx:1.27', replicas })
 }
 
 /** libp2p-like ids (base58 alphabet), generated deterministically. */

@@ -7,7 +7,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import type { ServiceSpec } from '../../protocol/spec.ts'
+import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
 import {
   LABEL_GENERATION,
   LABEL_NODE,
@@ -46,24 +46,15 @@ export interface ContractSetup {
 }
 
 export function baseSpec(overrides: Partial<ServiceSpec> = {}): ServiceSpec {
-  return {
+  return newServiceSpec({
     name: 'svc',
     stack: 'contract',
     image: CONTRACT_IMAGE,
     command: ['sleep', '3600'],
-    env: [],
     labels: { [CONTRACT_RUN_LABEL]: CONTRACT_RUN_ID },
-    ports: [],
-    mounts: [],
-    mode: 'replicated',
-    replicas: 1,
-    limits: {},
-    reservations: {},
     restartPolicy: { condition: 'any', delayMs: 5_000, maxAttempts: 0, windowMs: 0 },
-    constraints: [],
-    maxReplicasPerNode: 0,
     ...overrides
-  }
+  })
 }
 
 export async function waitFor<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = WAIT_TIMEOUT_MS): Promise<T> {

@@ -24,7 +24,7 @@ import { taskViews } from '../../node/tasks-view.ts'
 import { key, type ScaleRecord, type ServiceRecord } from '../../protocol/keys.ts'
 import type { StateRecord } from '../../protocol/record.ts'
 import type { Signer } from '../../protocol/sign.ts'
-import type { ServiceSpec } from '../../protocol/spec.ts'
+import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
 import { LOOPBACK_LISTEN, TempDirs } from './cluster.ts'
 
 export const TEST_IMAGE = 'p2p-orch/busybox:latest'
@@ -32,24 +32,14 @@ export const STACK = 'svc-it'
 
 /** A replicated service running `sleep infinity` (runs until stopped); override anything. */
 export function svcSpec (name: string, overrides: Partial<ServiceSpec> = {}): ServiceSpec {
-  return {
+  return newServiceSpec({
     name,
     stack: STACK,
     image: TEST_IMAGE,
     command: ['sleep', 'infinity'],
-    env: [],
-    labels: {},
-    ports: [],
-    mounts: [],
-    mode: 'replicated',
-    replicas: 1,
-    limits: {},
-    reservations: {},
     restartPolicy: { condition: 'any', delayMs: 200, maxAttempts: 0, windowMs: 0 },
-    constraints: [],
-    maxReplicasPerNode: 0,
     ...overrides
-  }
+  })
 }
 
 export function operatorOf (n: P2pNode): Signer {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { DEFAULT_RESTART_POLICY, MAX_REPLICAS } from '../../protocol/spec.ts'
+import { MAX_REPLICAS, newServiceSpec } from '../../protocol/spec.ts'
 import type { ConstraintSpec, ServiceSpec } from '../../protocol/spec.ts'
 import { fmix32, hash2, murmur3Utf16, pairScore, score } from '../../placement/hashing.ts'
 import { LOAD_EPSILON, loadCap, placeAll, placeService, resolveDuplicate } from '../../placement/placement.ts'
@@ -15,23 +15,7 @@ const MiB = 1024 ** 2
 const GiB = 1024 ** 3
 
 function makeSpec(name: string, over: Partial<ServiceSpec> = {}): ServiceSpec {
-  return {
-    name,
-    stack: 'test',
-    image: 'nginx:1.27',
-    env: [],
-    labels: {},
-    ports: [],
-    mounts: [],
-    mode: 'replicated',
-    replicas: 1,
-    limits: {},
-    reservations: {},
-    restartPolicy: { ...DEFAULT_RESTART_POLICY },
-    constraints: [],
-    maxReplicasPerNode: 0,
-    ...over
-  }
+  return newServiceSpec({ name, stack: 'test', image: 'nginx:1.27', ...over })
 }
 
 function svc(name: string, replicas: number, over: Partial<ServiceSpec> = {}): PlacementService {
