@@ -34,10 +34,10 @@ const CFG = {
   writes: QUICK ? 10 : 30,
   baselineRequests: QUICK ? 100 : 300,
   pollIntervalMs: 5,
-  /** a write not applied everywhere by then counts as a timeout (20× the goal) */
-  writeTimeoutMs: 5000,
+  /** a write not applied everywhere by then counts as a timeout (12× the goal) */
+  writeTimeoutMs: 3000,
   /** cap on the writes phase of one cluster size, so a broken cluster cannot stall the run */
-  maxWritesSecondsPerSize: QUICK ? 60 : 120,
+  maxWritesSecondsPerSize: QUICK ? 60 : 100,
   detectionAgents: 5,
   detectionRuns: 3,
   idleSeconds: QUICK ? 20 : 120,

@@ -147,7 +147,7 @@ describe('DockerRuntime on the real engine', () => {
     assert.equal(raw.HostConfig.RestartPolicy?.Name, 'no')
     const bindings = raw.HostConfig.PortBindings as Record<string, { HostIp: string; HostPort: string }[]>
     assert.equal(bindings['80/tcp'][0].HostIp, '127.0.0.1')
-    assert.ok(!('53/udp' in bindings), 'an unpublished port is only exposed')
+    assert.equal(bindings['53/udp'][0].HostPort, '', 'a port without a published number gets an ephemeral host port, as in Compose')
     assert.ok('53/udp' in raw.Config.ExposedPorts)
     const mounts = Object.fromEntries(raw.Mounts.map(m => [m.Destination, m]))
     assert.equal(mounts['/named'].Name, volume)
