@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 NODE="$(bash scripts/ensure-node.sh)"
 bash scripts/ensure-docker.sh
-P2P="$NODE $root/cli/main.ts"
+P="$NODE $root/cli/main.ts"
 DEMO="$root/.demo"
 
 if [ -d "$DEMO" ]; then
