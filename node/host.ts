@@ -43,6 +43,8 @@ export interface HostOptions {
 
 export async function createHost (opts: HostOptions): Promise<Host> {
   return await createLibp2p({
+    // started by createNode, which turns a busy listen address into a user error
+    start: false,
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [tcp()],

@@ -102,7 +102,18 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const sync = new AntiEntropy(host, states, logger, counters)
   const membership = new Membership({ host, states, signer: nodeSigner, profile, logger, counters, store })
 
-  await host.start()
+  try {
+    await host.start()
+  } catch (err) {
+    await store.close()
+    if ((err as Error).name === 'UnsupportedListenAddressesError') {
+      const inUse = /(\S+): Error: listen EADDRINUSE/.exec((err as Error).message)
+      throw new UserError(inUse !== null
+        ? `cannot listen on ${inUse[1]}: the address is already in use (another agent?); choose another --listen`
+        : `cannot listen on ${opts.listen.join(', ')}: ${(err as Error).message.split('\n').find((l) => l.includes('Error:'))?.trim() ?? 'unsupported address'}`)
+    }
+    throw err
+  }
   gossip.start()
   await sync.start()
   await membership.start()

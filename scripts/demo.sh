@@ -15,6 +15,8 @@ if [ -d "$DEMO" ]; then
   bash scripts/demo-stop.sh >/dev/null 2>&1 || true
 fi
 mkdir -p "$DEMO"
+# if any step fails, don't leave half a cluster running
+trap 'echo "demo failed; stopping its agents (logs were in $DEMO)" >&2; bash "$root/scripts/demo-stop.sh" >/dev/null 2>&1' ERR
 
 start_agent() { # index, extra args...
   local i="$1"; shift
