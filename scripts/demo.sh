@@ -44,10 +44,14 @@ echo; echo "== scaling web to 10 from node2"
 $P --data "$DEMO/n2" scale web=10
 echo; echo "== replicas, as node3 sees them"
 $P --data "$DEMO/n3" ps web
-echo; echo "== the same, straight from Docker"
-docker ps --filter label=p2p-orch.service=web --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}' | head -12
-port="$(docker ps --filter label=p2p-orch.service=web --format '{{.Ports}}' | head -1 | sed -E 's/^([0-9.]+):([0-9]+)->.*/\1:\2/')"
-if [ -n "$port" ]; then echo; echo "== one replica answering over HTTP at $port:"; "$NODE" -e "fetch('http://$port/').then(r => r.text()).then(t => process.stdout.write(t))"; fi
+echo; echo "== the same, straight from Docker (containers labelled with this cluster's node ids)"
+ids="$($P --data "$DEMO/n1" nodes --json | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).map(n=>n.id).join("|")))')"
+docker ps --filter label=p2p-orch.service=web --format '{{.Names}}\t{{.Label "p2p-orch.node"}}\t{{.Status}}\t{{.Ports}}' \
+  | awk -F'\t' -v ids="$ids" 'BEGIN { n = split(ids, a, "|"); for (i = 1; i <= n; i++) { mine[a[i]] = 1; short[a[i]] = substr(a[i], length(a[i]) - 11) } }
+      $2 in mine { printf "%-20s %-14s %-26s %s\n", $1, short[$2], $3, $4; count++ } END { print count " web containers running" }'
+# awk reads all its input (no early exit), so no broken pipe under `set -o pipefail`
+addr="$(docker ps --filter label=p2p-orch.service=web --format '{{.Ports}}' | awk 'NR == 1 { sub(/->.*/, ""); print }')"
+if [ -n "$addr" ]; then echo; echo "== one replica answering over HTTP at $addr:"; "$NODE" -e "fetch('http://$addr/').then(r => r.text()).then(t => process.stdout.write(t))"; fi
 
 cat <<TXT
 
