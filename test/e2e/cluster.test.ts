@@ -65,8 +65,8 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
 
   test('first agent creates a cluster and prints how to join', async () => {
     n1 = await startAgent({ dir: join(root, 'n1'), ip: '127.0.0.2', port, name: 'n1', labels: { tier: 'front' } })
-    const out = n1.stdout()
-    assert.match(out, /Created a new cluster\./)
+    // printed right after the control socket opens
+    const out = await waitFor(() => /Created a new cluster\./.test(n1.stdout()) ? n1.stdout() : undefined, 2000, 'the new-cluster message')
     assert.match(out, /p2p-orch agent --data DIR --join p2porch1\./)
   })
 

@@ -87,6 +87,8 @@ export interface Agent {
   readonly pid: number
   /** peer id; set by startAgent once the control socket answers ('' before) */
   id: string
+  /** Date.now() when the process was spawned */
+  readonly spawnedAt: number
   /** null while the process runs */
   exit: ExitInfo | null
   /** resolves when the process has exited */
@@ -227,12 +229,13 @@ export interface CliResult {
 
 /**
  * Run `p2p-orch ARGS` (the CLI as a separate process) and return its exit code and output.
- * Never throws on a non-zero exit; `env` is added to the current environment.
+ * Never throws on a non-zero exit; `env` is added to the current environment. A CLI killed by a
+ * signal (or by the timeout) has code -1.
  */
 export function cli (args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(NODE, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1
       resolve({ code, stdout, stderr })
     })
   })
@@ -306,6 +309,7 @@ export async function spawnAgent (o: AgentOptions): Promise<Agent> {
   const errFile = join(dir, 'agent.err')
   const outOffset = sizeOf(logFile)
   const errOffset = sizeOf(errFile)
+  const spawnedAt = Date.now()
   const out = openSync(logFile, 'a')
   const err = openSync(errFile, 'a')
   let proc: ChildProcess
@@ -336,6 +340,7 @@ export async function spawnAgent (o: AgentOptions): Promise<Agent> {
     proc,
     pid: proc.pid,
     id: '',
+    spawnedAt,
     exit: null,
     exited,
     stdout: () => readFrom(logFile, outOffset),
@@ -355,8 +360,17 @@ export async function spawnAgent (o: AgentOptions): Promise<Agent> {
   return agent
 }
 
+/** Whether the control socket in `a.dir` was created by this run of the agent (not left by an earlier one). */
+function socketIsOurs (a: Agent): boolean {
+  try {
+    return statSync(a.socketPath).mtimeMs >= a.spawnedAt - 100 || a.stdout().includes('"msg":"node started"')
+  } catch {
+    return false
+  }
+}
+
 /**
- * Start an agent and wait until it is up: it has logged 'node started' and its control socket
+ * Start an agent and wait until it is up: its control socket was created by this process and
  * answers /v1/info (whose id is stored in agent.id). If the process exits first, or is not up
  * within readyTimeoutMs, this throws with the agent's stderr and the tail of its log (and the
  * process is killed).
@@ -369,8 +383,8 @@ export async function startAgent (o: AgentOptions): Promise<Agent> {
     if (agent.exit !== null) {
       throw new Error(`agent ${o.name} exited (code ${agent.exit.code}, signal ${agent.exit.signal}) before it was ready; stderr: ${agent.stderr().trim() || '(empty)'}; log tail: ${tail(agent.stdout(), 5)}`)
     }
-    // The log line rules out a stale socket or another agent answering on the same data dir.
-    if (agent.stdout().includes('"msg":"node started"')) {
+    // Rules out a stale socket, or another agent still answering on the same data dir.
+    if (socketIsOurs(agent)) {
       try {
         const info = await apiJson<{ id: string }>(agent.dir, '/info', { timeoutMs: 2000 })
         agent.id = info.id
