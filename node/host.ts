@@ -15,6 +15,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { MAX_GOSSIP_BYTES } from '../protocol/codec.ts'
 import { pnetKeyFile } from '../protocol/token.ts'
+import { UserError } from './errors.ts'
 
 export type Host = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<typeof identify>> }>
 
@@ -66,4 +67,18 @@ export async function createHost (opts: HostOptions): Promise<Host> {
       })
     }
   }) as unknown as Host
+}
+
+/** Start the host; a listen address that is busy or unusable is the user's to fix, so say so in one line. */
+export async function startHost (host: Host, listen: string[]): Promise<void> {
+  try {
+    await host.start()
+  } catch (err) {
+    if ((err as Error).name !== 'UnsupportedListenAddressesError') throw err
+    const message = (err as Error).message
+    const inUse = /(\S+): Error: listen EADDRINUSE/.exec(message)
+    throw new UserError(inUse !== null
+      ? `cannot listen on ${inUse[1]}: the address is already in use (another agent?); choose another --listen`
+      : `cannot listen on ${listen.join(', ')}: ${message.split('\n').find((l) => l.includes('Error:'))?.trim() ?? 'unsupported address'}`)
+  }
 }

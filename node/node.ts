@@ -4,7 +4,7 @@
  *   → dialer → node info → reconciler (when a runtime is given) → control API.
  * stop() undoes it in reverse, announcing `left` first so peers don't wait for a timeout.
  */
-import { hostname } from 'node:os'
+import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -14,7 +14,7 @@ import { encodeToken } from '../protocol/token.ts'
 import { ControlServer } from './control.ts'
 import { Dialer } from './dialer.ts'
 import { Gossip } from './gossip.ts'
-import { createHost, type Host } from './host.ts'
+import { createHost, startHost, type Host } from './host.ts'
 import { FILES, loadApiToken, loadIdentity, type Identity } from './identity.ts'
 import { UserError } from './errors.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -103,15 +103,9 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const membership = new Membership({ host, states, signer: nodeSigner, profile, logger, counters, store })
 
   try {
-    await host.start()
+    await startHost(host, opts.listen)
   } catch (err) {
     await store.close()
-    if ((err as Error).name === 'UnsupportedListenAddressesError') {
-      const inUse = /(\S+): Error: listen EADDRINUSE/.exec((err as Error).message)
-      throw new UserError(inUse !== null
-        ? `cannot listen on ${inUse[1]}: the address is already in use (another agent?); choose another --listen`
-        : `cannot listen on ${opts.listen.join(', ')}: ${(err as Error).message.split('\n').find((l) => l.includes('Error:'))?.trim() ?? 'unsupported address'}`)
-    }
     throw err
   }
   gossip.start()
@@ -120,7 +114,8 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
 
   const joinedAt = (await store.getMeta<number>('joinedAt')) ?? now()
   await store.putMeta('joinedAt', joinedAt)
-  const resources = opts.runtime !== undefined ? await opts.runtime.resources() : { cpus: (await import('node:os')).cpus().length, memoryBytes: (await import('node:os')).totalmem() }
+  // what the node offers to placement: the engine's view when it runs containers
+  const resources = opts.runtime !== undefined ? await opts.runtime.resources() : { cpus: cpus().length, memoryBytes: totalmem() }
   const info: NodeInfo = {
     name,
     addrs: host.getMultiaddrs().map(String),
