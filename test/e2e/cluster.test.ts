@@ -157,6 +157,13 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
       assert.equal((await nodesApi(n1.dir)).length, 3)
     })
 
+    test('a listen address already in use: non-zero, one-line reason', async () => {
+      const a = await spawnAgent({ dir: join(root, 'busy'), ip: '127.0.0.2', port, name: 'busy', join: token })
+      const exit = await a.exited
+      assert.notEqual(exit.code, 0)
+      assertOneLineReason(a.stderr(), /in use/)
+    })
+
     test('a corrupt node.key: non-zero, one-line reason, no new identity', async () => {
       const dir = join(root, 'corrupt')
       await mkdir(dir)

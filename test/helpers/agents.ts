@@ -1,13 +1,18 @@
 /**
  * Helpers to run real p2p-orch agent PROCESSES (and the CLI) from end-to-end tests and benches.
  *
- *   const dir = await tempDir('e2e-')
- *   const n1 = await startAgent({ dir: join(dir, 'n1'), ip: '127.0.0.2', name: 'n1' })
+ *   const dir = await tempDir('p2p-orch-e2e-')
+ *   const port = await freePort(['127.0.0.2', '127.0.0.3'])   // 7946 unless someone uses it
+ *   const n1 = await startAgent({ dir: join(dir, 'n1'), ip: '127.0.0.2', port, name: 'n1' })
  *   const token = (await cli(['--data', n1.dir, 'join-token'])).stdout.trim()
- *   const n2 = await startAgent({ dir: join(dir, 'n2'), ip: '127.0.0.3', name: 'n2', join: token })
- *   await waitFor(async () => (await nodesApi(n2.dir)).length === 2, 10_000, 'n2 to see 2 nodes')
- *   ...
+ *   const n2 = await startAgent({ dir: join(dir, 'n2'), ip: '127.0.0.3', port, name: 'n2', join: token })
+ *   await waitForMembers([n1, n2], 10_000)              // both see both alive
+ *   const r = await cli(['--data', n2.dir, 'nodes'])    // { code, stdout, stderr }
+ *   await kill(n2, 'SIGKILL'); n2 = await restartAgent(n2)
  *   after(async () => { await stopAll(); await removeTempDirs() })
+ *
+ * Or all at once: startCluster({ root, size: 5, profile: 'lan' }). For polling, prefer the
+ * direct control-socket calls (nodesApi, apiJson, metrics) over nodesJson, which runs the CLI.
  *
  * Agents are started as `<root>/node_modules/.bin/node <root>/cli/main.ts --data DIR agent ...`,
  * exactly as a user runs them, with `--no-runtime` unless `runtime: true`. Each agent gets its own
@@ -20,7 +25,7 @@
  * SIGKILLed so no agent outlives its test.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
@@ -292,6 +297,7 @@ function installExitHooks (): void {
       for (const a of running) {
         try { process.kill(a.pid, 'SIGKILL') } catch {}
       }
+      if (process.env.KEEP_TMP !== '1') for (const d of tempDirs) rmSync(d, { recursive: true, force: true })
       process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1))
     })
   }
