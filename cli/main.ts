@@ -2,6 +2,7 @@
  * The `p2p-orch` command: parses arguments (commander), talks to a node's control API, and maps
  * every failure to a message and exit code in one place (errors.ts).
  */
+import './agent-memory.ts'
 import { Command, CommanderError } from 'commander'
 import { VERSION } from '../node/version.ts'
 import { registerClusterCommands } from './commands-cluster.ts'

@@ -14,6 +14,12 @@ import type { StateManager } from './state-manager.ts'
 
 /** One dial must not block the loop; TCP connect + pnet + noise + yamux on a LAN take milliseconds. */
 const DIAL_TIMEOUT_MS = 3000
+/**
+ * Of two members, only the one with the smaller id dials, so a pair does not open two
+ * connections at once; the other dials too once the pair has been apart this long (in case the
+ * link only works one way).
+ */
+const DIAL_YIELD_MS = 6000
 /** Repeat "cannot reach any seed" warnings at most this often, to keep logs readable. */
 const SEED_WARNING_INTERVAL_MS = 15_000
 
@@ -27,6 +33,8 @@ export class Dialer {
   private timer: NodeJS.Timeout | undefined
   private lastSeedWarning = 0
   private readonly dialing = new Set<string>()
+  /** when we first found each member unconnected */
+  private readonly apartSince = new Map<string, number>()
 
   constructor (o: { host: Host, states: StateManager, membership: Membership, seeds: string[], logger: Logger, intervalMs: number }) {
     this.host = o.host
@@ -68,10 +76,14 @@ export class Dialer {
   async tick (): Promise<void> {
     const self = this.membership.self
     const dials: Array<Promise<unknown>> = []
+    const now = Date.now()
     for (const [id, info] of this.states.state.family<NodeInfo>('node')) {
-      if (id === self || this.connected(id)) continue
+      if (id === self || this.connected(id)) { this.apartSince.delete(id); continue }
       const status = this.membership.status(id)
       if (status === 'dead' || status === 'left') continue
+      const since = this.apartSince.get(id) ?? now
+      this.apartSince.set(id, since)
+      if (id < self && now - since < DIAL_YIELD_MS) continue
       const addrs = info.addrs.map((a) => { try { return multiaddr(a) } catch { return null } }).filter((a) => a !== null)
       if (addrs.length === 0) continue
       await this.host.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs }).catch(() => {})

@@ -63,7 +63,11 @@ export async function createHost (opts: HostOptions): Promise<Host> {
         allowPublishToZeroTopicPeers: true,
         ignoreDuplicatePublishError: true,
         emitSelf: false,
-        maxInboundDataLength: MAX_GOSSIP_BYTES + 4096
+        maxInboundDataLength: MAX_GOSSIP_BYTES + 4096,
+        // Gossipsub's IP-colocation penalty assumes strangers: past ~10 peers behind one IP it
+        // stops forwarding to them. Our peers are members that passed the private-network key and
+        // sign every record, and many share an IP (NAT, several agents per host, 127.0.0.1 here).
+        scoreParams: { IPColocationFactorWeight: 0 }
       })
     }
   }) as unknown as Host

@@ -94,8 +94,9 @@ async function saveCluster (dir: string, c: ClusterConfig): Promise<void> {
  * cluster.json nor a token, or the token's cluster when joining.
  */
 export async function loadIdentity (dir: string, joinToken: string | undefined, extraSeeds: string[]): Promise<Identity> {
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  // a bad token is refused before anything touches the disk
   const token: JoinToken | undefined = joinToken === undefined ? undefined : decodeToken(joinToken)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
   const privateKey = await loadNodeKey(dir)
   const clusterPath = join(dir, FILES.cluster)
   const operatorPath = join(dir, FILES.operatorKey)

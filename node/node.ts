@@ -5,12 +5,13 @@
  * stop() undoes it in reverse, announcing `left` first so peers don't wait for a timeout.
  */
 import { cpus, hostname, totalmem } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { key, type NodeInfo } from '../protocol/keys.ts'
 import { signerFromRaw } from '../protocol/sign.ts'
-import { encodeToken } from '../protocol/token.ts'
+import { decodeToken, encodeToken } from '../protocol/token.ts'
 import { ControlServer } from './control.ts'
 import { Dialer } from './dialer.ts'
 import { Gossip } from './gossip.ts'
@@ -83,14 +84,24 @@ export interface P2pNode {
 export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const profile = opts.profile ?? PROFILES.lan
   const now = opts.now ?? Date.now
-  const identity = await loadIdentity(opts.dataDir, opts.join, opts.seeds ?? [])
+  // Take the data directory's lock (the store) before writing anything in it: a second agent on
+  // the same directory must not touch the identity files. A bad token fails before both.
+  if (opts.join !== undefined) decodeToken(opts.join)
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 })
+  const store = opts.store ?? new LevelStore(join(opts.dataDir, FILES.db))
+  await store.open()
+  let identity: Identity
+  try {
+    identity = await loadIdentity(opts.dataDir, opts.join, opts.seeds ?? [])
+  } catch (err) {
+    await store.close()
+    throw err
+  }
   const peerId: PeerId = peerIdFromPrivateKey(identity.privateKey)
   const id = peerId.toString()
   const name = opts.name ?? hostname()
   const logger = opts.logger ?? createLogger(name)
   const counters = new Counters()
-  const store = opts.store ?? new LevelStore(join(opts.dataDir, FILES.db))
-  await store.open()
 
   const trust = { operators: new Set([identity.cluster.operator]) }
   const states = new StateManager({ clusterId: identity.cluster.clusterId, trust, store, logger, counters, now })
