@@ -133,7 +133,7 @@ async function pollUntil (dir: string, check: (ns: NodeView[]) => boolean, t0: n
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-function procStat (pid: number): { cpuTicks: number, rssKb: number } {
+function procStat (pid: number): { cpuTicks: number, rssKb: number, anonKb: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   // fields after the ")" of comm: state is field 3; utime and stime are fields 14 and 15
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -141,10 +141,13 @@ function procStat (pid: number): { cpuTicks: number, rssKb: number } {
   const stime = Number(rest[15 - 3])
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const rss = /VmRSS:\s+(\d+) kB/.exec(status)
-  return { cpuTicks: utime + stime, rssKb: rss !== null ? Number(rss[1]) : NaN }
+  // RssAnon is the process's own memory; the rest of VmRSS is mostly the node binary's pages,
+  // which every process on the machine shares
+  const anon = /RssAnon:\s+(\d+) kB/.exec(status)
+  return { cpuTicks: utime + stime, rssKb: rss !== null ? Number(rss[1]) : NaN, anonKb: anon !== null ? Number(anon[1]) : NaN }
 }
 
-interface Footprint { rssKb: number[], cpuPct: number[] }
+interface Footprint { rssKb: number[], anonKb: number[], cpuPct: number[] }
 
 async function measureFootprint (pids: number[], seconds: number): Promise<Footprint> {
   const t0 = performance.now()
@@ -154,6 +157,7 @@ async function measureFootprint (pids: number[], seconds: number): Promise<Footp
   const wallS = (performance.now() - t0) / 1000
   return {
     rssKb: after.map((a) => a.rssKb),
+    anonKb: after.map((a) => a.anonKb),
     cpuPct: after.map((a, i) => ((a.cpuTicks - before[i].cpuTicks) / CLK_TCK) / wallS * 100)
   }
 }
@@ -440,11 +444,12 @@ async function main (): Promise<void> {
   out.push(`non-alive sightings while polling /v1/nodes once a second: ${fd.idle.nonAliveSightings}`)
   const fpRow = (what: string, f: Footprint): string[] => {
     const r = summary(f.rssKb)
+    const a = summary(f.anonKb)
     const c = summary(f.cpuPct)
-    return [what, mib(r.median), mib(r.max), c.median.toFixed(2), c.max.toFixed(2)]
+    return [what, mib(r.median), mib(r.max), mib(a.median), c.median.toFixed(2), c.max.toFixed(2)]
   }
   out.push('', `Footprint (${fp.processes} idle processes, ${fp.seconds} s; CPU% of one core)`)
-  out.push(table(['processes', 'RSS MiB med', 'RSS MiB max', 'CPU% med', 'CPU% max'], [fpRow('p2p-orch agent', fp.agents), fpRow('bare js-libp2p + gossipsub', fp.bareLibp2p)]))
+  out.push(table(['processes', 'RSS MiB med', 'RSS MiB max', 'private (RssAnon) MiB med', 'CPU% med', 'CPU% max'], [fpRow('p2p-orch agent', fp.agents), fpRow('bare js-libp2p + gossipsub', fp.bareLibp2p)]))
 
   const conv20 = conv.find((c) => c.nodes === Math.max(...CFG.sizes))!
   const worstDetection = Math.max(...fd.runs.map((r) => r.allDeadMs))
@@ -452,7 +457,9 @@ async function main (): Promise<void> {
   const checks = [
     { goal: `convergence p99 at ${conv20.nodes} nodes ≤ ${GOALS.convergenceP99Ms} ms`, value: Number.isFinite(conv20.allAppliedMs.p99) ? `${ms(conv20.allAppliedMs.p99)} ms` : `> ${CFG.writeTimeoutMs} ms (${conv20.timeouts}/${conv20.writes} timed out)`, pass: conv20.allAppliedMs.p99 <= GOALS.convergenceP99Ms },
     { goal: `failure detection (5 agents, worst of ${fd.runs.length}) ≤ ${GOALS.detectionMs} ms`, value: `${ms(worstDetection)} ms`, pass: worstDetection <= GOALS.detectionMs },
-    { goal: `false suspicions in ${fd.idle.seconds} s idle = ${GOALS.falseSuspicions}`, value: String(falseSusp), pass: falseSusp === GOALS.falseSuspicions }
+    { goal: `false suspicions in ${fd.idle.seconds} s idle = ${GOALS.falseSuspicions}`, value: String(falseSusp), pass: falseSusp === GOALS.falseSuspicions },
+    { goal: 'idle agent RSS (median) ≤ 100 MiB', value: `${mib(summary(fp.agents.rssKb).median)} MiB (private ${mib(summary(fp.agents.anonKb).median)}; bare libp2p ${mib(summary(fp.bareLibp2p.rssKb).median)})`, pass: summary(fp.agents.rssKb).median <= 100 * 1024 },
+    { goal: 'idle agent CPU (median) ≤ 1% of a core', value: `${summary(fp.agents.cpuPct).median.toFixed(2)}% (bare libp2p ${summary(fp.bareLibp2p.cpuPct).median.toFixed(2)}%)`, pass: summary(fp.agents.cpuPct).median <= 1 }
   ]
   out.push('', `Summary (${QUICK ? 'quick' : 'full'} run, ${totalS.toFixed(0)} s)`)
   out.push(table(['goal', 'measured', 'result'], checks.map((c) => [c.goal, c.value, c.pass ? 'PASS' : 'FAIL'])))
