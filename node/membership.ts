@@ -45,6 +45,12 @@ export class Membership {
   private readonly suspicionTimers = new Map<string, NodeJS.Timeout>()
   private probeOrder: string[] = []
   private readonly probing = new Set<string>()
+  /**
+   * When each member last proved itself alive to us (it probed us, or answered our probe). SWIM
+   * probes only to learn that; a member heard from within the last probe interval needs no probe
+   * of its own, which roughly halves probe traffic in a busy cluster.
+   */
+  private readonly lastHeard = new Map<string, number>()
   private stopped = true
 
   constructor (o: { host: Host, states: StateManager, signer: Signer, profile: Profile, logger: Logger, counters: Counters, store: Store }) {
@@ -178,7 +184,12 @@ export class Membership {
       }
     }
     const id = this.probeOrder.pop()
-    if (id !== undefined) void this.probe(id)
+    if (id === undefined) return
+    if (Date.now() - (this.lastHeard.get(id) ?? 0) < this.profile.probeIntervalMs) {
+      this.counters.inc('probes_skipped_total')
+      return
+    }
+    void this.probe(id)
   }
 
   /** One probe exchange with `peer`: send `msg`, true if it answers `ack` in time. */
@@ -190,6 +201,7 @@ export class Membership {
       try {
         await f.write(pack(msg), signal)
         const reply = unpack(await f.read(signal)) as { t?: string }
+        if (reply?.t === 'ack') this.lastHeard.set(peer, Date.now())
         return reply?.t === 'ack'
       } finally {
         await f.close()
@@ -235,6 +247,7 @@ export class Membership {
     try {
       const msg = unpack(await f.read(signal)) as { t?: unknown, target?: unknown }
       if (msg?.t === 'ping') {
+        this.lastHeard.set(conn.remotePeer.toString(), Date.now())
         await f.write(pack({ t: 'ack' }), signal)
       } else if (msg?.t === 'ping-req' && typeof msg.target === 'string' && this.status(msg.target) !== undefined) {
         const ok = await this.ping(msg.target, this.profile.probeTimeoutMs)
