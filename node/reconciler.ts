@@ -33,6 +33,8 @@ const MAX_RESTART_BACKOFF_MS = 60_000
 const BACKOFF_RESET_AFTER_MS = 10_000
 /** A missing image is retried this often: the operator may load it without touching the service. */
 const IMAGE_RETRY_MS = 15_000
+/** Exited runs remembered per slot so one exit is counted once; far more than can be listed at a time. */
+const SEEN_EXITS_LIMIT = 64
 /** Grace period when the spec sets none (Docker's default). */
 const DEFAULT_STOP_GRACE_MS = 10_000
 
@@ -157,6 +159,8 @@ export class Reconciler {
     const run = `${c.id}/${c.startedAt}`
     if (m.seenExits.has(run)) return
     m.seenExits.add(run)
+    // only recent runs can still be listed as exited: forget the oldest
+    if (m.seenExits.size > SEEN_EXITS_LIMIT) m.seenExits.delete(m.seenExits.values().next().value as string)
     const at = c.finishedAt || Date.now()
     m.history = [{ at, exitCode: c.exitCode, reason }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
     m.exits.unshift(at)
@@ -194,6 +198,10 @@ export class Reconciler {
       if (svc === undefined || reported.has(c.id) || !this.stopping.has(c.id)) continue
       tasks.push({ ...this.status(svc, c.slot, c, this.mem(this.keyOf(c.service, c.slot, svc.spec.mode === 'global')), 'stopping'), desired: 'shutdown' })
     }
+
+    // forget slots that are neither ours nor on our engine any more (scaled down, moved away)
+    const live = new Set([...[...slots].filter(([, a]) => a.node === self).map(([k]) => k), ...containers.map((c) => this.keyOf(c.service, c.slot, svcs.get(c.service)?.spec.mode === 'global'))])
+    for (const k of this.memory.keys()) if (!live.has(k)) this.memory.delete(k)
 
     let nextRetry = Infinity
     for (const m of this.memory.values()) if (m.nextAttemptAt > Date.now()) nextRetry = Math.min(nextRetry, m.nextAttemptAt)
