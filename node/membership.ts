@@ -8,9 +8,7 @@
  * Member records live in the replicated state (member/<id>), so gossip spreads verdicts fast
  * and anti-entropy repairs any that were lost.
  */
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { pack, unpack } from '../protocol/codec.ts'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { key, type MemberRecord } from '../protocol/keys.ts'
 import { memberVersion, refutation, type MemberStatus, type MemberView } from '../protocol/membership.ts'
 import type { StateRecord } from '../protocol/record.ts'
@@ -21,12 +19,9 @@ import type { Counters } from './metrics.ts'
 import type { Profile } from './profiles.ts'
 import type { StateManager } from './state-manager.ts'
 import type { Store } from './store.ts'
-import { framed } from './wire.ts'
+import { ProbeChannels, type ProbeMessage } from './probe-channels.ts'
 
-export const SWIM_PROTOCOL = '/p2p-orch/swim/1.0.0'
-/** Probe frames are tiny; anything bigger is garbage. */
-const MAX_SWIM_FRAME_BYTES = 1024
-const MAX_INBOUND_SWIM_STREAMS = 16
+export { SWIM_PROTOCOL } from './probe-channels.ts'
 
 export interface MemberEntry extends MemberView {
   id: string
@@ -40,6 +35,7 @@ export class Membership {
   private readonly logger: Logger
   private readonly counters: Counters
   private readonly store: Store
+  private readonly channels: ProbeChannels
   private incarnation = 0
   private timer: NodeJS.Timeout | undefined
   private readonly suspicionTimers = new Map<string, NodeJS.Timeout>()
@@ -61,6 +57,7 @@ export class Membership {
     this.logger = o.logger
     this.counters = o.counters
     this.store = o.store
+    this.channels = new ProbeChannels(o.host)
   }
 
   get self (): string {
@@ -97,7 +94,10 @@ export class Membership {
     await this.store.putMeta('incarnation', this.incarnation)
     this.announce(this.self, { status: 'alive', incarnation: this.incarnation })
 
-    await this.host.handle(SWIM_PROTOCOL, (stream: Stream, conn: Connection) => { void this.answer(stream, conn) }, { maxInboundStreams: MAX_INBOUND_SWIM_STREAMS })
+    await this.channels.serve(async (msg, conn) => await this.answer(msg, conn), (conn) => {
+      this.counters.inc('swim_frames_rejected_total')
+      this.logger.warn({ peer: conn.remotePeer.toString() }, 'rejected malformed probe frame')
+    })
     this.states.on('change', this.onChange)
     this.host.addEventListener('peer:disconnect', this.onDisconnect)
     this.timer = setInterval(() => { this.probeNext() }, this.profile.probeIntervalMs)
@@ -118,7 +118,7 @@ export class Membership {
     this.suspicionTimers.clear()
     this.states.off('change', this.onChange)
     this.host.removeEventListener('peer:disconnect', this.onDisconnect)
-    await this.host.unhandle(SWIM_PROTOCOL)
+    await this.channels.stop()
   }
 
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
@@ -193,22 +193,10 @@ export class Membership {
   }
 
   /** One probe exchange with `peer`: send `msg`, true if it answers `ack` in time. */
-  private async exchange (peer: string, msg: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
-    const signal = AbortSignal.timeout(timeoutMs)
-    try {
-      const stream = await this.host.dialProtocol(peerIdFromString(peer), SWIM_PROTOCOL, { signal })
-      const f = framed(stream, MAX_SWIM_FRAME_BYTES)
-      try {
-        await f.write(pack(msg), signal)
-        const reply = unpack(await f.read(signal)) as { t?: string }
-        if (reply?.t === 'ack') this.lastHeard.set(peer, Date.now())
-        return reply?.t === 'ack'
-      } finally {
-        await f.close()
-      }
-    } catch {
-      return false
-    }
+  private async exchange (peer: string, msg: ProbeMessage, timeoutMs: number): Promise<boolean> {
+    const reply = await this.channels.request(peer, msg, timeoutMs)
+    if (reply?.t === 'ack') this.lastHeard.set(peer, Date.now())
+    return reply?.t === 'ack'
   }
 
   /** Ping `target` directly; returns whether it answered. */
@@ -241,25 +229,17 @@ export class Membership {
     return await this.exchange(helper, { t: 'ping-req', target }, this.profile.probeTimeoutMs * 2)
   }
 
-  private async answer (stream: Stream, conn: Connection): Promise<void> {
-    const signal = AbortSignal.timeout(this.profile.probeTimeoutMs * 3)
-    const f = framed(stream, MAX_SWIM_FRAME_BYTES)
-    try {
-      const msg = unpack(await f.read(signal)) as { t?: unknown, target?: unknown }
-      if (msg?.t === 'ping') {
-        this.lastHeard.set(conn.remotePeer.toString(), Date.now())
-        await f.write(pack({ t: 'ack' }), signal)
-      } else if (msg?.t === 'ping-req' && typeof msg.target === 'string' && this.status(msg.target) !== undefined) {
-        const ok = await this.ping(msg.target, this.profile.probeTimeoutMs)
-        await f.write(pack({ t: ok ? 'ack' : 'nack' }), signal)
-      } else {
-        this.counters.inc('swim_frames_rejected_total')
-        this.logger.warn({ peer: conn.remotePeer.toString() }, 'rejected malformed probe frame')
-      }
-    } catch {
-      // a probe that timed out or a peer that went away: nothing to do
-    } finally {
-      await f.close()
+  private async answer (msg: ProbeMessage, conn: Connection): Promise<ProbeMessage | null> {
+    if (msg.t === 'ping') {
+      this.lastHeard.set(conn.remotePeer.toString(), Date.now())
+      return { t: 'ack' }
     }
+    if (msg.t === 'ping-req' && typeof msg.target === 'string' && this.status(msg.target) !== undefined) {
+      return { t: (await this.ping(msg.target, this.profile.probeTimeoutMs)) ? 'ack' : 'nack' }
+    }
+    this.counters.inc('swim_frames_rejected_total')
+    this.logger.warn({ peer: conn.remotePeer.toString() }, 'rejected malformed probe frame')
+    return null
   }
+
 }

@@ -254,4 +254,23 @@ describe('failure detection with the lan profile', { timeout: 60_000 }, () => {
     process.stdout.write(`# lan profile: killed node seen dead by all after ${ms} ms\n`)
     assert.ok(ms <= 3300, `detection took ${ms} ms (goal ≤ 3 s)`)
   })
+
+  test('a paused node (SIGSTOP) is declared dead, and refutes it when it resumes', async () => {
+    const root = await tempDir('p2p-orch-e2e-pause-')
+    const { agents: paused } = await startCluster({ root, size: 3, firstOctet: 8, profile: 'lan', namePrefix: 'pz' })
+    await waitForMembers(paused, 15_000)
+    const [a, b, victim] = paused
+    const since = Date.now()
+    // a paused process keeps its TCP connections open: only probes can tell
+    process.kill(victim.pid, 'SIGSTOP')
+    try {
+      const ms = await timeUntilStatus([a, b], victim.id, 'dead', since, 15_000)
+      process.stdout.write(`# lan profile: paused node seen dead by all after ${ms} ms\n`)
+    } finally {
+      process.kill(victim.pid, 'SIGCONT')
+    }
+    await waitForMembers(paused, 15_000)
+    const views = await Promise.all(paused.map(async (x) => await nodesApi(x.dir)))
+    for (const v of views) assert.ok((v.find((n) => n.id === victim.id)?.incarnation ?? 0) > 1, 'it came back with a higher incarnation')
+  })
 })
