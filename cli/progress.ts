@@ -8,7 +8,7 @@ import type { ApiClient } from '../node/api/client.ts'
 import type { TaskView } from '../node/api/types.ts'
 
 /** Poll period: fast enough to feel live (and not to add latency), cheap for the node. */
-const POLL_MS = 100
+const POLL_MS = 50
 /**
  * How long a replica may sit failed or rejected before we call the rollout failed: a restart
  * can take a moment, an image missing on a node will not fix itself.

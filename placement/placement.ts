@@ -30,7 +30,7 @@ import type { Hash2 } from './hashing.ts'
 import type { PlacementNode, PlacementResult, PlacementService, SlotAssignment } from './types.ts'
 
 /**
- * Slack of the bounded-load cap: no node holds more than ceil((1 + ε) · replicas / eligible) slots
+ * Slack of the bounded-load cap: no node holds more than max(ceil(avg), floor((1 + ε) · avg)) slots
  * of one service. 0.25 keeps the busiest node within 25% of the average while leaving most slots on
  * their first-choice node, so a node joining or leaving moves close to 1/N of the slots (measured in
  * test/bench/placement.bench.ts). Smaller ε makes the cap bind more often and a departure cascades
@@ -54,7 +54,10 @@ export function loadCap(replicas: number, eligible: number): number {
   if (eligible <= 0) return 0
   // While every slot can have its own node, it does.
   if (replicas <= eligible) return 1
-  return Math.ceil(((1 + LOAD_EPSILON) * replicas) / eligible)
+  // floor, not ceil: with few slots per node, ceil would let one node take (1+ε)·avg rounded up
+  // (10 slots on 3 nodes: 5/5/0); floor keeps max ≤ (1+ε)·avg whenever ceil(avg) allows it.
+  const avg = replicas / eligible
+  return Math.max(Math.ceil(avg), Math.floor((1 + LOAD_EPSILON) * avg))
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks'
 import { newServiceSpec } from '../../protocol/spec.ts'
 import type { ServiceSpec } from '../../protocol/spec.ts'
-import { placeAll } from '../../placement/placement.ts'
+import { loadCap, placeAll } from '../../placement/placement.ts'
 import type { PlacementNode, PlacementService } from '../../placement/types.ts'
 
 const NODE_COUNTS = [3, 10, 30, 100]
@@ -100,7 +100,7 @@ for (const n of NODE_COUNTS) {
       leave += l / TRIALS
       worstLeave = Math.max(worstLeave, l)
     }
-    const cap = slots <= n ? 1 : Math.ceil((1.25 * slots) / n)
+    const cap = loadCap(slots, n)
     rows.push({
       N: n,
       slots,

@@ -377,7 +377,7 @@ describe('placeService / placeAll: properties', () => {
         const placeable = eligible.length === 0 ? 0 : Math.min(r, eligible.length * maxPer)
         assert.equal(out.filter((a) => a.node !== null).length, placeable)
         if (eligible.length === 0) return
-        const cap = r <= eligible.length ? 1 : Math.ceil((1.25 * r) / eligible.length)
+        const cap = r <= eligible.length ? 1 : Math.max(Math.ceil(r / eligible.length), Math.floor((1.25 * r) / eligible.length))
         for (const [, c] of loads) assert.ok(c <= Math.min(cap, maxPer), `load ${c} > cap ${cap}`)
         if (r <= eligible.length) assert.equal(loads.size, r, 'distinct nodes')
       }),
@@ -663,7 +663,8 @@ describe('loadCap', () => {
     assert.equal(LOAD_EPSILON, 0.25)
     assert.equal(loadCap(3, 3), 1)
     assert.equal(loadCap(4, 3), 2)
-    assert.equal(loadCap(100, 10), 13)
+    assert.equal(loadCap(10, 3), 4) // not 5: 5/5/0 would leave a node idle
+    assert.equal(loadCap(100, 10), 12)
     assert.equal(loadCap(8, 10), 1)
     assert.equal(loadCap(40, 10), 5)
     assert.equal(loadCap(5, 0), 0)
