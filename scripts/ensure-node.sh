@@ -10,4 +10,8 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-audit --no-fund >&2
 fi
 "$root/node_modules/.bin/node" -e 'if (+process.versions.node.split(".")[0] < 22) { console.error("ensure-node: node_modules/.bin/node is " + process.version + ", need >= 22"); process.exit(1) }'
+sys_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$sys_major" -lt 22 ]; then
+  echo "ensure-node: the system's Node is $(node -v 2>/dev/null || echo missing) (p2p-orch needs >= 22): using Node $("$root/node_modules/.bin/node" -v) from node_modules" >&2
+fi
 echo "$root/node_modules/.bin/node"
