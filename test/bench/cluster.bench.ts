@@ -24,8 +24,8 @@ import { performance } from 'node:perf_hooks'
 import type { NodeView } from '../../node/api/types.ts'
 import { table } from '../../cli/format.ts'
 import {
-  type Agent, freePort, ipFor, kill, metrics, NODE, restartAgent, ROOT, sleep, startAgent,
-  startCluster, stopAll, tempDir, removeTempDirs, waitFor, waitForMembers
+  type Agent, freePort, ipFor, metrics, NODE, restartAgent, ROOT, sleep, startAgent,
+  startCluster, stopAll, tempDir, removeTempDirs, waitForMembers
 } from '../helpers/agents.ts'
 
 const QUICK = process.argv.includes('--quick')
