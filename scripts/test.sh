@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): dependencies and Node >= 22, a Docker engine and the local test
-# image, then unit + integration tests (in parallel) and end-to-end tests (one file at a time:
+# image, a type check, then unit + integration tests (in parallel) and end-to-end tests (one file at a time:
 # they start real agents on fixed 127.0.0.x addresses and share one Docker engine).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -8,6 +8,8 @@ cd "$root"
 NODE="$(bash scripts/ensure-node.sh)"
 bash scripts/ensure-docker.sh
 export PATH="$root/node_modules/.bin:$PATH"
+echo "== type check (tsc)"
+"$root/node_modules/.bin/tsc" -p .
 echo "== unit and integration tests"
 "$NODE" --test --test-reporter=spec test/unit/*.test.ts test/integration/*.test.ts
 echo "== end-to-end tests (real agents, real libp2p, real Docker)"
