@@ -20,7 +20,7 @@ import { placement, services, type ServiceState } from './desired.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Profile } from './profiles.ts'
-import { ImageNotFoundError, LABEL_NODE, type ContainerInfo, type Runtime } from './runtime/types.ts'
+import { ImageNotFoundError, LABEL_NODE, LABEL_STOP_GRACE, type ContainerInfo, type Runtime } from './runtime/types.ts'
 import type { StateManager } from './state-manager.ts'
 
 /** Coalesce bursts of triggers (a scale writes one record but Docker then sends many events). */
@@ -35,6 +35,11 @@ const BACKOFF_RESET_AFTER_MS = 10_000
 const IMAGE_RETRY_MS = 15_000
 /** Exited runs remembered per slot so one exit is counted once; far more than can be listed at a time. */
 const SEEN_EXITS_LIMIT = 64
+/**
+ * How long a graceful agent stop waits for containers it is removing: long enough for Docker's
+ * default grace period, short enough that a service manager's stop timeout (systemd: 90 s) is safe.
+ */
+const REMOVAL_DRAIN_MS = 15_000
 /** Grace period when the spec sets none (Docker's default). */
 const DEFAULT_STOP_GRACE_MS = 10_000
 
@@ -66,6 +71,8 @@ export class Reconciler {
   private readonly o: ReconcilerOptions
   private readonly memory = new Map<string, SlotMemory>()
   private readonly stopping = new Set<string>()
+  /** removals under way: a graceful agent stop lets them finish (up to REMOVAL_DRAIN_MS) */
+  private readonly removals = new Set<Promise<void>>()
   private running = false
   private again = false
   private debounce: NodeJS.Timeout | undefined
@@ -109,6 +116,7 @@ export class Reconciler {
     clearTimeout(this.retry)
     clearInterval(this.periodic)
     await this.idle
+    await Promise.race([Promise.all(this.removals), new Promise((resolve) => setTimeout(resolve, REMOVAL_DRAIN_MS).unref())])
   }
 
   /**
@@ -333,8 +341,10 @@ export class Reconciler {
   private remove (c: ContainerInfo, svc: ServiceState | undefined): void {
     if (this.stopping.has(c.id)) return
     this.stopping.add(c.id)
-    const grace = svc?.spec.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_MS
-    void (async () => {
+    // the service may be gone already: its grace period then comes from the container's label
+    const labelled = Number(c.labels[LABEL_STOP_GRACE] ?? NaN)
+    const grace = svc?.spec.stopGracePeriodMs ?? (Number.isFinite(labelled) ? labelled : DEFAULT_STOP_GRACE_MS)
+    const removal = (async () => {
       try {
         if (c.state === 'running' || c.state === 'restarting' || c.state === 'paused') await this.o.runtime.stop(c.id, grace)
         await this.o.runtime.remove(c.id)
@@ -346,6 +356,8 @@ export class Reconciler {
         this.schedule()
       }
     })()
+    this.removals.add(removal)
+    void removal.finally(() => this.removals.delete(removal))
   }
 
   private report (tasks: TaskStatus[]): void {

@@ -22,6 +22,7 @@ import {
   type Runtime,
   type RuntimeEvent
 } from './types.ts'
+import { managedLabels } from './labels.ts'
 
 /** The Engine API version we speak; pinned so a newer engine cannot change response shapes under us. */
 export const DOCKER_API_VERSION = 'v1.41'
@@ -387,13 +388,7 @@ export class DockerRuntime implements Runtime {
 /** The Docker create body for a request (exported for tests). */
 export function createOptions(req: CreateRequest): Docker.ContainerCreateOptions {
   const spec = req.spec
-  const labels: Record<string, string> = {
-    ...spec.labels,
-    [LABEL_SERVICE]: spec.name,
-    [LABEL_SLOT]: String(req.slot),
-    [LABEL_NODE]: req.node,
-    [LABEL_GENERATION]: String(req.generation)
-  }
+  const labels = managedLabels(req)
   const hostIp = req.hostIp ?? '0.0.0.0'
   const exposed: Record<string, object> = {}
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {}

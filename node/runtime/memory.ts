@@ -32,6 +32,7 @@ import {
   type Runtime,
   type RuntimeEvent
 } from './types.ts'
+import { managedLabels } from './labels.ts'
 
 /**
  * Test-only controls a runtime may offer. MemoryRuntime offers all of them (synchronously); a test
@@ -181,13 +182,7 @@ export class MemoryEngine {
       id: this.newId(),
       name: req.name,
       image: spec.image,
-      labels: {
-        ...spec.labels,
-        [LABEL_SERVICE]: spec.name,
-        [LABEL_SLOT]: String(req.slot),
-        [LABEL_NODE]: req.node,
-        [LABEL_GENERATION]: String(req.generation)
-      },
+      labels: managedLabels(req),
       spec: structuredClone(spec),
       bindings: spec.ports
         .filter(p => p.published !== undefined)

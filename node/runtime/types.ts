@@ -10,6 +10,8 @@ export const LABEL_SERVICE = 'p2p-orch.service'
 export const LABEL_SLOT = 'p2p-orch.slot'
 export const LABEL_NODE = 'p2p-orch.node'
 export const LABEL_GENERATION = 'p2p-orch.generation'
+/** The spec's stop grace period (ms), when it sets one. */
+export const LABEL_STOP_GRACE = 'p2p-orch.stop-grace-ms'
 
 export type ContainerState = 'created' | 'running' | 'restarting' | 'paused' | 'exited' | 'dead' | 'removing'
 export type ContainerHealth = 'none' | 'starting' | 'healthy' | 'unhealthy'

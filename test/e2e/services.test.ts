@@ -191,4 +191,14 @@ describe('services on real Docker (3 agents)', () => {
     assert.match(ps.find((t) => t.service === 'ghost')?.error ?? '', /no-such-image/)
     for (const s of ['ghost', 'picky', 'greedy']) assert.equal((await cli([...data(0), 'rm', s])).code, 0)
   })
+
+  it('rm removes the service and its containers', async () => {
+    const r = await cli([...data(1), 'rm', 'web'])
+    assert.equal(r.code, 0, r.stderr)
+    await waitFor(async () => (await dockerReplicas('web')).length === 0, 15_000, 'every web container to be gone')
+    const all = await docker('ps', '-a', '--filter', 'label=p2p-orch.service=web', '--format', '{{.Label "p2p-orch.node"}}')
+    assert.ok(!all.split('\n').some((n) => ids.includes(n)), 'removed, not just stopped')
+    const svcs = JSON.parse((await cli([...data(0), 'services', '--json'])).stdout) as ServiceView[]
+    assert.equal(svcs.some((s) => s.name === 'web'), false)
+  })
 })
