@@ -1072,25 +1072,35 @@ function longPort(ctx: Ctx, o: Obj, path: Path): PortSpec | undefined {
   return published === undefined ? { target, protocol, mode } : { target, published, protocol, mode }
 }
 
-function ports(ctx: Ctx, v: unknown, path: Path): PortSpec[] {
+/**
+ * Parse a list field item by item: an absent field is an empty list, a non-list is one error,
+ * and each item's parser reports its own errors (returning undefined to skip the item).
+ */
+function listItems<T>(ctx: Ctx, v: unknown, path: Path, item: (x: unknown, p: Path) => T | undefined): T[] {
   if (v === undefined) return []
   if (!Array.isArray(v)) {
     err(ctx, path, `must be a list, got ${describe(v)}`)
     return []
   }
-  const out: PortSpec[] = []
-  v.forEach((item, i) => {
-    const p = [...path, i]
-    let spec: PortSpec | undefined
-    if (typeof item === 'number') {
-      const target = int(ctx, item, p, 1, 65535, PORT_EXPECTED)
-      if (target !== undefined) spec = { target, protocol: 'tcp', mode: 'ingress' }
-    } else if (typeof item === 'string') spec = shortPort(ctx, item, p)
-    else if (isRecord(item)) spec = longPort(ctx, item, p)
-    else err(ctx, p, `must be a port string like "8080:80", a number or a mapping, got ${describe(item)}`)
-    if (spec !== undefined) out.push(spec)
+  const out: T[] = []
+  v.forEach((x, i) => {
+    const parsed = item(x, [...path, i])
+    if (parsed !== undefined) out.push(parsed)
   })
   return out
+}
+
+function ports(ctx: Ctx, v: unknown, path: Path): PortSpec[] {
+  return listItems(ctx, v, path, (item, p) => {
+    if (typeof item === 'number') {
+      const target = int(ctx, item, p, 1, 65535, PORT_EXPECTED)
+      return target === undefined ? undefined : { target, protocol: 'tcp', mode: 'ingress' }
+    }
+    if (typeof item === 'string') return shortPort(ctx, item, p)
+    if (isRecord(item)) return longPort(ctx, item, p)
+    err(ctx, p, `must be a port string like "8080:80", a number or a mapping, got ${describe(item)}`)
+    return undefined
+  })
 }
 
 // ---- volumes -------------------------------------------------------------------------------------
@@ -1225,19 +1235,12 @@ function longMount(ctx: Ctx, o: Obj, path: Path): MountSpec | undefined {
 }
 
 function mounts(ctx: Ctx, v: unknown, path: Path, into: MountSpec[]): void {
-  if (v === undefined) return
-  if (!Array.isArray(v)) {
-    err(ctx, path, `must be a list, got ${describe(v)}`)
-    return
-  }
-  v.forEach((item, i) => {
-    const p = [...path, i]
-    let m: MountSpec | undefined
-    if (typeof item === 'string') m = shortMount(ctx, item, p)
-    else if (isRecord(item)) m = longMount(ctx, item, p)
-    else err(ctx, p, `must be a string like "data:/var/lib/data" or a mapping, got ${describe(item)}`)
-    if (m !== undefined) into.push(m)
-  })
+  into.push(...listItems(ctx, v, path, (item, p) => {
+    if (typeof item === 'string') return shortMount(ctx, item, p)
+    if (isRecord(item)) return longMount(ctx, item, p)
+    err(ctx, p, `must be a string like "data:/var/lib/data" or a mapping, got ${describe(item)}`)
+    return undefined
+  }))
 }
 
 /** Service-level `tmpfs: /run` or `tmpfs: [/run, /tmp:size=64m]`. */
@@ -1421,24 +1424,15 @@ export function parseConstraint(s: string): ConstraintSpec | undefined {
 }
 
 function constraints(ctx: Ctx, v: unknown, path: Path): ConstraintSpec[] {
-  if (v === undefined) return []
-  if (!Array.isArray(v)) {
-    err(ctx, path, `must be a list, got ${describe(v)}`)
-    return []
-  }
-  const out: ConstraintSpec[] = []
-  v.forEach((item, i) => {
-    const p = [...path, i]
+  return listItems(ctx, v, path, (item, p) => {
     if (typeof item !== 'string') {
       err(ctx, p, `must be a string like "node.labels.zone==eu", got ${describe(item)}`)
-      return
+      return undefined
     }
     const c = parseConstraint(item)
-    if (c === undefined) {
-      err(ctx, p, `unsupported constraint ${describe(item)}: expected node.labels.KEY, node.name, node.hostname or node.id, then == or !=, then a value`)
-    } else out.push(c)
+    if (c === undefined) err(ctx, p, `unsupported constraint ${describe(item)}: expected node.labels.KEY, node.name, node.hostname or node.id, then == or !=, then a value`)
+    return c
   })
-  return out
 }
 
 interface Deploy {
