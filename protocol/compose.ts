@@ -911,15 +911,17 @@ export function parseEnvFile(content: string, variables: Record<string, string> 
   return { entries: [...entries], errors, unset }
 }
 
+/** A field that takes one path or a list of them, as items with their own paths (one error otherwise). */
+function pathOrPaths(ctx: Ctx, v: unknown, path: Path): { item: unknown; path: Path }[] {
+  if (typeof v === 'string') return [{ item: v, path }]
+  if (Array.isArray(v)) return v.map((item, i) => ({ item, path: [...path, i] }))
+  err(ctx, path, `must be a path or a list of paths, got ${describe(v)}`)
+  return []
+}
+
 function envFileEntries(ctx: Ctx, v: unknown, path: Path, into: Map<string, string>): void {
   if (v === undefined || v === null) return
-  const items: { item: unknown; path: Path }[] = []
-  if (typeof v === 'string') items.push({ item: v, path })
-  else if (Array.isArray(v)) v.forEach((item, i) => items.push({ item, path: [...path, i] }))
-  else {
-    err(ctx, path, `must be a path or a list of paths, got ${describe(v)}`)
-    return
-  }
+  const items = pathOrPaths(ctx, v, path)
   for (const { item, path: p } of items) {
     let file: string | undefined
     let required = true
@@ -1246,13 +1248,7 @@ function mounts(ctx: Ctx, v: unknown, path: Path, into: MountSpec[]): void {
 /** Service-level `tmpfs: /run` or `tmpfs: [/run, /tmp:size=64m]`. */
 function tmpfsMounts(ctx: Ctx, v: unknown, path: Path, into: MountSpec[]): void {
   if (v === undefined) return
-  const items: { item: unknown; path: Path }[] = []
-  if (typeof v === 'string') items.push({ item: v, path })
-  else if (Array.isArray(v)) v.forEach((item, i) => items.push({ item, path: [...path, i] }))
-  else {
-    err(ctx, path, `must be a path or a list of paths, got ${describe(v)}`)
-    return
-  }
+  const items = pathOrPaths(ctx, v, path)
   for (const { item, path: p } of items) {
     if (typeof item !== 'string') {
       err(ctx, p, `must be a path, got ${describe(item)}`)
