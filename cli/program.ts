@@ -1,6 +1,6 @@
 /**
  * The `p2p-orch` program: parses arguments (commander), talks to a node's control API, and maps
- * every failure to a message and exit code in one place (errors.ts). Loaded by main.ts.
+ * every failure to a message and exit code in one place (errors.ts). Loaded by main.js.
  */
 import { Command, CommanderError } from 'commander'
 import { VERSION } from '../node/version.ts'

@@ -2,6 +2,7 @@
  * Turns the CLI's `agent` options into NodeOptions: profile by name, the Docker runtime unless
  * --no-runtime, and a clear failure when the engine is missing.
  */
+import { flushCompileCache } from 'node:module'
 import { runAgent } from './agent.ts'
 import { profileByName } from './profiles.ts'
 import type { Runtime } from './runtime/types.ts'
@@ -37,4 +38,7 @@ export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
     }
   }
   await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen }, (l) => { console.log(l) })
+  // Node writes its compile cache at exit, which a daemon may never reach (or reach by SIGKILL):
+  // write it now that every module is loaded, so the next start skips TypeScript stripping.
+  flushCompileCache?.()
 }

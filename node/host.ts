@@ -35,6 +35,13 @@ const MESH_DHI = 8
 const PNET_HANDSHAKE_TIMEOUT_MS = 2000
 /** Connection limits sized for a full mesh of a few hundred nodes. */
 const MAX_CONNECTIONS = 400
+/**
+ * libp2p pings every connection on a fresh stream every 10 s by default, to drop dead ones. SWIM
+ * (membership.ts) already probes every member over one long-lived stream, so the monitor is
+ * only a backstop for half-open connections: once a minute is enough, and it was the largest
+ * single cost of an idle agent (a stream open, ping, reset per connection every 10 s).
+ */
+const CONNECTION_PING_INTERVAL_MS = 60_000
 
 export interface HostOptions {
   privateKey: PrivateKey
@@ -53,6 +60,7 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { maxConnections: MAX_CONNECTIONS },
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     services: {
       identify: identify(),
       pubsub: gossipsub({

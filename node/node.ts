@@ -142,6 +142,11 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   // Repair on (re)connect: whatever we missed while apart comes over in one exchange.
   const onConnect = (evt: CustomEvent<PeerId>): void => { void sync.syncWith(evt.detail) }
   host.addEventListener('peer:connect', onConnect)
+  // Connection churn is the main idle cost (handshakes, identify): worth seeing in metrics.
+  const onConnOpen = (): void => { counters.inc('connections_opened_total') }
+  const onConnClose = (): void => { counters.inc('connections_closed_total') }
+  host.addEventListener('connection:open', onConnOpen)
+  host.addEventListener('connection:close', onConnClose)
   const antiEntropyTimer = setInterval(() => {
     const peers = host.getPeers()
     if (peers.length > 0) void sync.syncWith(peers[Math.floor(Math.random() * peers.length)])
@@ -200,6 +205,8 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
     clearInterval(antiEntropyTimer)
     host.removeEventListener('peer:connect', onConnect)
+    host.removeEventListener('connection:open', onConnOpen)
+    host.removeEventListener('connection:close', onConnClose)
     dialer.stop()
     await membership.stop()
     gossip.stop()

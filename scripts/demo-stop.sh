@@ -8,9 +8,9 @@ DEMO="$root/.demo"
 NODE="$root/node_modules/.bin/node"
 for i in 1 2 3; do
   if [ -S "$DEMO/n$i/control.sock" ]; then
-    ids="$("$NODE" cli/main.ts --data "$DEMO/n$i" nodes --json 2>/dev/null | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).map(x=>x.id).join(" "))}catch{}})')"
-    svcs="$("$NODE" cli/main.ts --data "$DEMO/n$i" services --json 2>/dev/null | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).map(x=>x.name).join(" "))}catch{}})')"
-    if [ -n "$svcs" ]; then echo "removing services: $svcs"; "$NODE" cli/main.ts --data "$DEMO/n$i" rm $svcs; fi
+    ids="$("$NODE" cli/main.js --data "$DEMO/n$i" nodes --json 2>/dev/null | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).map(x=>x.id).join(" "))}catch{}})')"
+    svcs="$("$NODE" cli/main.js --data "$DEMO/n$i" services --json 2>/dev/null | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).map(x=>x.name).join(" "))}catch{}})')"
+    if [ -n "$svcs" ]; then echo "removing services: $svcs"; "$NODE" cli/main.js --data "$DEMO/n$i" rm $svcs; fi
     break
   fi
 done

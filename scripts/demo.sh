@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 NODE="$(bash scripts/ensure-node.sh)"
 bash scripts/ensure-docker.sh
-P="$NODE $root/cli/main.ts"
+P="$NODE $root/cli/main.js"
 DEMO="$root/.demo"
 
 if [ -d "$DEMO" ]; then
@@ -20,7 +20,7 @@ trap 'echo "demo failed; stopping its agents (logs were in $DEMO)" >&2; bash "$r
 
 start_agent() { # index, extra args...
   local i="$1"; shift
-  setsid "$NODE" "$root/cli/main.ts" agent --data "$DEMO/n$i" --name "node$i" --listen "/ip4/127.0.0.$((i + 1))/tcp/7946" "$@" \
+  setsid "$NODE" "$root/cli/main.js" agent --data "$DEMO/n$i" --name "node$i" --listen "/ip4/127.0.0.$((i + 1))/tcp/7946" "$@" \
     >"$DEMO/n$i.log" 2>&1 </dev/null &
   echo $! >"$DEMO/n$i.pid"
   for _ in $(seq 1 100); do [ -S "$DEMO/n$i/control.sock" ] && return 0; sleep 0.1; done

@@ -5,6 +5,7 @@
  * Containers are never restarted by Docker (RestartPolicy 'no'): the agent restarts them itself,
  * with backoff, per the service's restart policy. Images are never pulled implicitly.
  */
+import './defer-dockerode-extras.ts' // before dockerode: see there
 import Docker from 'dockerode'
 import type { ServiceSpec } from '../../protocol/spec.ts'
 import {

@@ -28,6 +28,21 @@ async function dockerReplicas (service: string): Promise<Array<{ id: string, nod
   return all.filter((r) => clusterIds.includes(r.node))
 }
 
+/**
+ * Waits until the service is at rest: exactly `n` containers in `docker ps`, and the cluster (as
+ * node `i` sees it) reports `n` running replicas and none being shut down.
+ */
+async function waitForSettled (i: number, service: string, n: number): Promise<void> {
+  await waitFor(async () => {
+    if ((await dockerReplicas(service)).length !== n) return false
+    const ps = JSON.parse((await cli(['--data', agentDirs[i], 'ps', service, '--json'])).stdout) as TaskView[]
+    return ps.length === n && ps.every((t) => t.desired === 'running' && t.state === 'running')
+  }, 20_000, `${service} to settle at ${n} running replicas`)
+}
+
+/** Data directories of this test's agents, for helpers outside the suite. */
+let agentDirs: string[] = []
+
 const STACK = `
 name: e2e
 services:
@@ -56,6 +71,7 @@ describe('services on real Docker (3 agents)', () => {
     agents = [first, ...await Promise.all([1, 2].map(async (i) => await startAgent({ dir: join(root, `n${i + 1}`), ip: ips[i], port, name: `s${i + 1}`, join: token, runtime: true })))]
     ids = agents.map((a) => a.id)
     clusterIds = ids
+    agentDirs = agents.map((a) => a.dir)
     await waitForMembers(agents, 20_000)
     await writeFile(join(root, 'stack.yaml'), STACK)
   })
@@ -140,6 +156,9 @@ describe('services on real Docker (3 agents)', () => {
       const reps = await dockerReplicas('web')
       return reps.length === 3 && reps.every((r) => r.node === ids[0] || r.node === ids[1])
     }, 20_000, 'survivors to run all 3 web replicas')
+    // The survivors may see the death a moment apart: a slot can briefly run on both while they
+    // agree (make-before-break). Wait until nothing is being handed over any more.
+    await waitForSettled(0, 'web', 3)
   })
 
   it('rejects bad input with one line and a non-zero exit', async () => {
@@ -150,10 +169,12 @@ describe('services on real Docker (3 agents)', () => {
       assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/)
     }
     await writeFile(join(root, 'bad.yaml'), 'services:\n  web:\n    image: p2p-orch/busybox:latest\n    deploy:\n      replicas: abc\n')
+    const specBefore = (await cli([...data(0), 'inspect', 'web', '--json'])).stdout
     const bad = await cli([...data(0), 'deploy', '-f', join(root, 'bad.yaml'), '-y'])
     assert.notEqual(bad.code, 0)
     assert.match(bad.stderr, /bad\.yaml:5:\d+: error: services\.web\.deploy\.replicas/)
-    assert.equal((await dockerReplicas('web')).length, 3, 'a file with errors changes nothing')
+    assert.equal((await cli([...data(0), 'inspect', 'web', '--json'])).stdout, specBefore, 'a file with errors changes nothing')
+    await waitForSettled(0, 'web', 3)
 
     await writeFile(join(root, 'other.yaml'), 'name: other\nservices:\n  web:\n    image: p2p-orch/busybox:latest\n')
     const taken = await cli([...data(0), 'deploy', '-f', join(root, 'other.yaml'), '-y'])

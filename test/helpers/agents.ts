@@ -14,7 +14,7 @@
  * Or all at once: startCluster({ root, size: 5, profile: 'lan' }). For polling, prefer the
  * direct control-socket calls (nodesApi, apiJson, metrics) over nodesJson, which runs the CLI.
  *
- * Agents are started as `<root>/node_modules/.bin/node <root>/cli/main.ts --data DIR agent ...`,
+ * Agents are started as `<root>/node_modules/.bin/node <root>/cli/main.js --data DIR agent ...`,
  * exactly as a user runs them, with `--no-runtime` unless `runtime: true`. Each agent gets its own
  * 127.0.0.x address (every 127.0.0.0/8 address is local). Its stdout (pino JSON lines and the
  * join instructions) is appended to `<dir>/agent.log` and its stderr to `<dir>/agent.err`; the
@@ -39,7 +39,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** The Node binary the project ships (Node 24; runs .ts directly). */
 export const NODE = join(ROOT, 'node_modules', '.bin', 'node')
 /** The CLI entry point. */
-export const CLI = join(ROOT, 'cli', 'main.ts')
+export const CLI = join(ROOT, 'cli', 'main.js')
 /** Default libp2p TCP port of an agent (each agent has its own IP, so they can share it). */
 export const DEFAULT_PORT = 7946
 
@@ -272,7 +272,7 @@ function sizeOf (file: string): number {
   }
 }
 
-/** The command-line arguments startAgent uses (after `node cli/main.ts`). */
+/** The command-line arguments startAgent uses (after `node cli/main.js`). */
 export function agentArgs (o: AgentOptions): string[] {
   const args = ['--data', resolve(o.dir), 'agent', '--listen', `/ip4/${o.ip}/tcp/${o.port ?? DEFAULT_PORT}`, '--name', o.name, '--profile', o.profile ?? 'local']
   if (o.join !== undefined) args.push('--join', o.join)
@@ -480,6 +480,8 @@ export interface ClusterOptions {
   concurrency?: number
   env?: Record<string, string>
   readyTimeoutMs?: number
+  /** run containers on the local Docker engine (default: control-plane-only agents) */
+  runtime?: boolean
 }
 
 /** The IP of the i-th agent (0-based) of a cluster: 127.0.0.<firstOctet + i>. */
@@ -497,7 +499,7 @@ export function ipFor (i: number, firstOctet = 2): string {
 export async function startCluster (o: ClusterOptions): Promise<{ agents: Agent[], token: string }> {
   const prefix = o.namePrefix ?? 'n'
   const port = o.port ?? await freePort(Array.from({ length: o.size }, (_, i) => ipFor(i, o.firstOctet)))
-  const base = (i: number): AgentOptions => ({ dir: join(o.root, `${prefix}${i + 1}`), ip: ipFor(i, o.firstOctet), port, name: `${prefix}${i + 1}`, profile: o.profile, env: o.env, readyTimeoutMs: o.readyTimeoutMs })
+  const base = (i: number): AgentOptions => ({ dir: join(o.root, `${prefix}${i + 1}`), ip: ipFor(i, o.firstOctet), port, name: `${prefix}${i + 1}`, profile: o.profile, env: o.env, readyTimeoutMs: o.readyTimeoutMs, runtime: o.runtime })
   const first = await startAgent(base(0))
   const t = await cli(['--data', first.dir, 'join-token'])
   if (t.code !== 0) throw new Error(`join-token failed: ${t.stderr.trim()}`)
