@@ -10,6 +10,7 @@
  * until that node reports the slot running (and healthy, if it has a healthcheck). The same rule
  * resolves duplicates after a healed partition: placement names one owner, the other yields.
  */
+import { compareStrings } from '../protocol/order.ts'
 import { randomBytes } from 'node:crypto'
 import { globalKey, slotKey } from '../placement/placement.ts'
 import type { SlotAssignment } from '../placement/types.ts'
@@ -361,7 +362,7 @@ export class Reconciler {
   }
 
   private report (tasks: TaskStatus[]): void {
-    tasks.sort((a, b) => a.service.localeCompare(b.service) || a.slot - b.slot)
+    tasks.sort((a, b) => compareStrings(a.service, b.service) || a.slot - b.slot)
     const text = JSON.stringify(tasks)
     if (text === this.lastReport || this.stopped) return
     this.lastReport = text

@@ -2,6 +2,7 @@
  * `ps` and `services` read models: desired slots (placement) joined with what each node reports
  * running. Reports of dead or departed nodes are ignored: observed state dies with its owner.
  */
+import { compareStrings } from '../protocol/order.ts'
 import { key, type MemberRecord, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { ServiceView, TaskView } from './api/types.ts'
@@ -50,7 +51,7 @@ export function taskViews (state: ClusterState, service?: string): TaskView[] {
       out.push({ ...t, node: nodeId, nodeName: names.get(nodeId) ?? '', desired: 'shutdown' })
     }
   }
-  return out.sort((x, y) => x.service.localeCompare(y.service) || x.slot - y.slot || x.nodeName.localeCompare(y.nodeName))
+  return out.sort((x, y) => compareStrings(x.service, y.service) || x.slot - y.slot || compareStrings(x.nodeName, y.nodeName))
 }
 
 export function serviceViews (state: ClusterState): ServiceView[] {

@@ -1,6 +1,7 @@
 /**
  * Read models built from the merged state for the control API (and the reconciler).
  */
+import { compareStrings } from '../protocol/order.ts'
 import { key, type MemberRecord, type NodeConfig, type NodeInfo } from '../protocol/keys.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { NodeView } from './api/types.ts'
@@ -27,5 +28,5 @@ export function nodeViews (state: ClusterState, self: string): NodeView[] {
       self: id === self
     })
   }
-  return out.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+  return out.sort((a, b) => compareStrings(a.name, b.name) || compareStrings(a.id, b.id))
 }

@@ -13,6 +13,7 @@
  * slots that rank it highest), which makes the result independent of processing order and moves
  * fewer slots than first-come-first-served. See README.md for the guarantees and measurements.
  */
+import { compareStrings } from '../protocol/order.ts'
 import { MAX_REPLICAS } from '../protocol/spec.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 import {
@@ -73,19 +74,15 @@ function canonical(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(',')}}`
 }
 
-function byCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
 /** Sorts by key and keeps one item per key: the one with the smallest canonical form. */
 function uniqueSorted<T>(items: readonly T[], key: (t: T) => string): T[] {
-  const sorted = [...items].sort((x, y) => byCodeUnits(key(x), key(y)))
+  const sorted = [...items].sort((x, y) => compareStrings(key(x), key(y)))
   const out: T[] = []
   for (let i = 0; i < sorted.length; ) {
     let j = i + 1
     while (j < sorted.length && key(sorted[j]) === key(sorted[i])) j++
     if (j === i + 1) out.push(sorted[i])
-    else out.push(sorted.slice(i, j).sort((x, y) => byCodeUnits(canonical(x), canonical(y)))[0])
+    else out.push(sorted.slice(i, j).sort((x, y) => compareStrings(canonical(x), canonical(y)))[0])
     i = j
   }
   return out

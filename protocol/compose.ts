@@ -22,6 +22,7 @@
  * - Command strings with unquoted shell operators (`;`, `|`, `&`, `<`, `>`) are rejected instead of
  *   being truncated: write them as `["sh", "-c", "..."]`.
  */
+import { compareStrings } from './order.ts'
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml'
 import { DEFAULT_RESTART_POLICY, MAX_REPLICAS, SERVICE_NAME_PATTERN } from './spec.ts'
 import type {
@@ -962,10 +963,6 @@ function sortedEnv(m: Map<string, string>): string[] {
 
 function sortedObject(m: Map<string, string>): Record<string, string> {
   return Object.fromEntries([...m.keys()].sort(compareStrings).map((k) => [k, m.get(k) ?? '']))
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 // ---- ports ---------------------------------------------------------------------------------------

@@ -34,8 +34,16 @@ export interface Entry {
   value: unknown
 }
 
+/** The entries of one key family by id, and their id-sorted list once someone asked for it. */
+interface FamilyIndex {
+  byId: Map<string, Entry>
+  sorted: Array<[string, unknown]> | null
+}
+
 export class ClusterState {
   private readonly entries = new Map<string, Entry>()
+  /** Read models ask for whole families many times a second (every `ps`, every reconcile pass). */
+  private readonly families = new Map<Family, FamilyIndex>()
   private readonly root = new Uint8Array(ROOT_HASH_BYTES)
 
   /**
@@ -47,8 +55,23 @@ export class ClusterState {
     if (!newer(record, current?.record)) return false
     if (current !== undefined) xorInto(this.root, recordHash(current.record))
     xorInto(this.root, recordHash(record))
-    this.entries.set(record.k, { record, value: value === undefined ? unpack(record.p) : value })
+    const entry = { record, value: value === undefined ? unpack(record.p) : value }
+    this.entries.set(record.k, entry)
+    this.index(record.k, entry)
     return true
+  }
+
+  private index (k: string, entry: Entry | undefined): void {
+    const parsed = parseKey(k)
+    if (parsed === null) return
+    let f = this.families.get(parsed.family)
+    if (f === undefined) {
+      f = { byId: new Map(), sorted: null }
+      this.families.set(parsed.family, f)
+    }
+    if (entry === undefined) f.byId.delete(parsed.id)
+    else f.byId.set(parsed.id, entry)
+    f.sorted = null
   }
 
   /** Drop a key outright (garbage collection of a removed member's records; never by merge). */
@@ -57,6 +80,7 @@ export class ClusterState {
     if (current === undefined) return
     xorInto(this.root, recordHash(current.record))
     this.entries.delete(k)
+    this.index(k, undefined)
   }
 
   get (k: string): StateRecord | undefined {
@@ -77,12 +101,10 @@ export class ClusterState {
 
   /** [id, value] for every key of one family, in key order. */
   family<T> (family: Family): Array<[string, T]> {
-    const out: Array<[string, T]> = []
-    for (const [k, e] of this.entries) {
-      const parsed = parseKey(k)
-      if (parsed?.family === family) out.push([parsed.id, e.value as T])
-    }
-    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    const f = this.families.get(family)
+    if (f === undefined) return []
+    f.sorted ??= [...f.byId].map(([id, e]): [string, unknown] => [id, e.value]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    return [...f.sorted] as Array<[string, T]>
   }
 
   rootHash (): Uint8Array {

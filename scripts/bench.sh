@@ -8,11 +8,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 args=()
-for a in "$@"; do
-  case "$a" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) args+=("--quick") ;;
-    *) echo "bench: unknown argument \"$a\" (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
+    # e.g. --only convergence,footprint: the cluster bench runs only those parts
+    --only) [ $# -ge 2 ] || { echo "bench: --only needs a list, e.g. --only convergence,footprint" >&2; exit 2; }; args+=("--only" "$2"); shift ;;
+    *) echo "bench: unknown argument \"$1\" (usage: scripts/bench.sh [--quick] [--only convergence,detection,footprint])" >&2; exit 2 ;;
   esac
+  shift
 done
 
 NODE="$(bash scripts/ensure-node.sh)"

@@ -6,7 +6,7 @@
  *                      3, 10 and 20 agents; baseline: one control-socket round trip
  *   failure detection  5 agents, SIGKILL one, time until all others report it dead (3 runs);
  *                      then an idle window counting false suspicions (members_suspected_total)
- *   footprint          10 idle agents: RSS and CPU% per process; baseline: 10 bare js-libp2p
+ *   footprint          10 idle agents with the Docker runtime: RSS and CPU% per process; baseline: 10 bare js-libp2p
  *                      nodes with the same transports and gossipsub, measured the same way
  *
  *   node_modules/.bin/node test/bench/cluster.bench.ts [--quick]
@@ -29,6 +29,10 @@ import {
 } from '../helpers/agents.ts'
 
 const QUICK = process.argv.includes('--quick')
+/** `--only convergence,detection,footprint` runs some of the benches (default: all) */
+const onlyArg = process.argv.indexOf('--only')
+const ONLY = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : undefined
+const wanted = (bench: 'convergence' | 'detection' | 'footprint'): boolean => ONLY === undefined || ONLY.has(bench)
 const CFG = {
   sizes: [3, 10, 20],
   writes: QUICK ? 10 : 30,
@@ -398,8 +402,8 @@ async function footprint (): Promise<FootprintResult> {
   const ips = Array.from({ length: n }, (_, i) => ipFor(i))
   const port = await freePort(ips, CFG.basePort)
   const root = await tempDir('p2p-orch-bench-fp-')
-  log(`footprint: ${n} agents idle ${CFG.footprintSeconds} s (after ${CFG.footprintSettleSeconds} s settling)`)
-  const { agents } = await startCluster({ root, size: n, port, profile: 'lan', readyTimeoutMs: 60_000 })
+  log(`footprint: ${n} agents (with the Docker runtime, as a user runs them) idle ${CFG.footprintSeconds} s (after ${CFG.footprintSettleSeconds} s settling)`)
+  const { agents } = await startCluster({ root, size: n, port, profile: 'lan', readyTimeoutMs: 60_000, runtime: true })
   await waitForMembers(agents, 60_000)
   await sleep(CFG.footprintSettleSeconds * 1000)
   const agentFp = await measureFootprint(agents.map((a) => a.pid), CFG.footprintSeconds)
@@ -425,42 +429,48 @@ async function footprint (): Promise<FootprintResult> {
 async function main (): Promise<void> {
   const started = performance.now()
   log(`mode: ${QUICK ? 'quick' : 'full'}; ${cpus().length} cores, Node ${process.version}`)
-  const conv = await convergence()
-  const fd = await detection()
-  const fp = await footprint()
+  const conv = wanted('convergence') ? await convergence() : undefined
+  const fd = wanted('detection') ? await detection() : undefined
+  const fp = wanted('footprint') ? await footprint() : undefined
   const totalS = (performance.now() - started) / 1000
 
   const out: string[] = []
-  out.push('', `Convergence (lan profile; every node polled every ${CFG.pollIntervalMs} ms; ms from sending the write to the first answer showing it; timeout = not everywhere within ${CFG.writeTimeoutMs} ms)`)
-  out.push(table(['nodes', 'writes', 'RTT idle med/p99', 'RTT polling med/p99', 'write ack med', 'all applied med', 'p99', 'max', 'per node med', 'timeouts'],
-    conv.map((c) => [String(c.nodes), String(c.writes), `${ms(c.baselineRttMs.median)} / ${ms(c.baselineRttMs.p99)}`, `${ms(c.pollRttMs.median)} / ${ms(c.pollRttMs.p99)}`, ms(c.writeAckMs.median), ms(c.allAppliedMs.median), ms(c.allAppliedMs.p99), ms(c.allAppliedMs.max), ms(c.perNodeMs.median), String(c.timeouts)])))
-  out.push('RTT idle: one GET /v1/nodes at a time on an idle cluster (the floor); RTT polling: the pollers\' own requests during the measurement.')
-  out.push('', `Failure detection (${CFG.detectionAgents} agents, lan profile, SIGKILL; ms)`)
-  out.push(table(['run', 'victim', 'first seen not alive', 'all observers: dead', 'per observer'],
-    fd.runs.map((r, i) => [String(i + 1), r.victim, ms(r.firstSuspectMs), ms(r.allDeadMs), r.perObserverMs.map(ms).join(' ')])))
-  out.push('', `Idle false suspicions (${fd.idle.agents} agents, ${fd.idle.seconds} s)`)
-  out.push(table(['agent', 'suspected (start)', 'suspected (end)', 'declared dead', 'refutations'],
-    fd.idle.suspectedEnd.map((_, i) => [`n${i + 1}`, String(fd.idle.suspectedStart[i]), String(fd.idle.suspectedEnd[i]), String(fd.idle.deadDeclared[i]), String(fd.idle.refutations[i])])))
-  out.push(`non-alive sightings while polling /v1/nodes once a second: ${fd.idle.nonAliveSightings}`)
-  const fpRow = (what: string, f: Footprint): string[] => {
-    const r = summary(f.rssKb)
-    const a = summary(f.anonKb)
-    const c = summary(f.cpuPct)
-    return [what, mib(r.median), mib(r.max), mib(a.median), c.median.toFixed(2), c.max.toFixed(2)]
+  const checks: Array<{ goal: string, value: string, pass: boolean }> = []
+  if (conv !== undefined) {
+    out.push('', `Convergence (lan profile; every node polled every ${CFG.pollIntervalMs} ms; ms from sending the write to the first answer showing it; timeout = not everywhere within ${CFG.writeTimeoutMs} ms)`)
+    out.push(table(['nodes', 'writes', 'RTT idle med/p99', 'RTT polling med/p99', 'write ack med', 'all applied med', 'p99', 'max', 'per node med', 'timeouts'],
+      conv.map((c) => [String(c.nodes), String(c.writes), `${ms(c.baselineRttMs.median)} / ${ms(c.baselineRttMs.p99)}`, `${ms(c.pollRttMs.median)} / ${ms(c.pollRttMs.p99)}`, ms(c.writeAckMs.median), ms(c.allAppliedMs.median), ms(c.allAppliedMs.p99), ms(c.allAppliedMs.max), ms(c.perNodeMs.median), String(c.timeouts)])))
+    out.push('RTT idle: one GET /v1/nodes at a time on an idle cluster (the floor); RTT polling: the pollers\' own requests during the measurement.')
+    const conv20 = conv.find((c) => c.nodes === Math.max(...CFG.sizes))!
+    checks.push({ goal: `convergence p99 at ${conv20.nodes} nodes ≤ ${GOALS.convergenceP99Ms} ms`, value: Number.isFinite(conv20.allAppliedMs.p99) ? `${ms(conv20.allAppliedMs.p99)} ms` : `> ${CFG.writeTimeoutMs} ms (${conv20.timeouts}/${conv20.writes} timed out)`, pass: conv20.allAppliedMs.p99 <= GOALS.convergenceP99Ms })
   }
-  out.push('', `Footprint (${fp.processes} idle processes, ${fp.seconds} s; CPU% of one core)`)
-  out.push(table(['processes', 'RSS MiB med', 'RSS MiB max', 'private (RssAnon) MiB med', 'CPU% med', 'CPU% max'], [fpRow('p2p-orch agent', fp.agents), fpRow('bare js-libp2p + gossipsub', fp.bareLibp2p)]))
-
-  const conv20 = conv.find((c) => c.nodes === Math.max(...CFG.sizes))!
-  const worstDetection = Math.max(...fd.runs.map((r) => r.allDeadMs))
-  const falseSusp = fd.idle.suspectedEnd.reduce((a, b) => a + b, 0)
-  const checks = [
-    { goal: `convergence p99 at ${conv20.nodes} nodes ≤ ${GOALS.convergenceP99Ms} ms`, value: Number.isFinite(conv20.allAppliedMs.p99) ? `${ms(conv20.allAppliedMs.p99)} ms` : `> ${CFG.writeTimeoutMs} ms (${conv20.timeouts}/${conv20.writes} timed out)`, pass: conv20.allAppliedMs.p99 <= GOALS.convergenceP99Ms },
-    { goal: `failure detection (5 agents, worst of ${fd.runs.length}) ≤ ${GOALS.detectionMs} ms`, value: `${ms(worstDetection)} ms`, pass: worstDetection <= GOALS.detectionMs },
-    { goal: `false suspicions in ${fd.idle.seconds} s idle = ${GOALS.falseSuspicions}`, value: String(falseSusp), pass: falseSusp === GOALS.falseSuspicions },
-    { goal: 'idle agent RSS (median) ≤ 100 MiB', value: `${mib(summary(fp.agents.rssKb).median)} MiB (private ${mib(summary(fp.agents.anonKb).median)}; bare libp2p ${mib(summary(fp.bareLibp2p.rssKb).median)})`, pass: summary(fp.agents.rssKb).median <= 100 * 1024 },
-    { goal: 'idle agent CPU (median) ≤ 1% of a core', value: `${summary(fp.agents.cpuPct).median.toFixed(2)}% (bare libp2p ${summary(fp.bareLibp2p.cpuPct).median.toFixed(2)}%)`, pass: summary(fp.agents.cpuPct).median <= 1 }
-  ]
+  if (fd !== undefined) {
+    out.push('', `Failure detection (${CFG.detectionAgents} agents, lan profile, SIGKILL; ms)`)
+    out.push(table(['run', 'victim', 'first seen not alive', 'all observers: dead', 'per observer'],
+      fd.runs.map((r, i) => [String(i + 1), r.victim, ms(r.firstSuspectMs), ms(r.allDeadMs), r.perObserverMs.map(ms).join(' ')])))
+    out.push('', `Idle false suspicions (${fd.idle.agents} agents, ${fd.idle.seconds} s)`)
+    out.push(table(['agent', 'suspected (start)', 'suspected (end)', 'declared dead', 'refutations'],
+      fd.idle.suspectedEnd.map((_, i) => [`n${i + 1}`, String(fd.idle.suspectedStart[i]), String(fd.idle.suspectedEnd[i]), String(fd.idle.deadDeclared[i]), String(fd.idle.refutations[i])])))
+    out.push(`non-alive sightings while polling /v1/nodes once a second: ${fd.idle.nonAliveSightings}`)
+    const worstDetection = Math.max(...fd.runs.map((r) => r.allDeadMs))
+    const falseSusp = fd.idle.suspectedEnd.reduce((a, b) => a + b, 0)
+    checks.push(
+      { goal: `failure detection (5 agents, worst of ${fd.runs.length}) ≤ ${GOALS.detectionMs} ms`, value: `${ms(worstDetection)} ms`, pass: worstDetection <= GOALS.detectionMs },
+      { goal: `false suspicions in ${fd.idle.seconds} s idle = ${GOALS.falseSuspicions}`, value: String(falseSusp), pass: falseSusp === GOALS.falseSuspicions })
+  }
+  if (fp !== undefined) {
+    const fpRow = (what: string, f: Footprint): string[] => {
+      const r = summary(f.rssKb)
+      const a = summary(f.anonKb)
+      const c = summary(f.cpuPct)
+      return [what, mib(r.median), mib(r.max), mib(a.median), c.median.toFixed(2), c.max.toFixed(2)]
+    }
+    out.push('', `Footprint (${fp.processes} idle processes, ${fp.seconds} s; CPU% of one core)`)
+    out.push(table(['processes', 'RSS MiB med', 'RSS MiB max', 'private (RssAnon) MiB med', 'CPU% med', 'CPU% max'], [fpRow('p2p-orch agent', fp.agents), fpRow('bare js-libp2p + gossipsub', fp.bareLibp2p)]))
+    checks.push(
+      { goal: 'idle agent RSS (median) ≤ 100 MiB', value: `${mib(summary(fp.agents.rssKb).median)} MiB (private ${mib(summary(fp.agents.anonKb).median)}; bare libp2p ${mib(summary(fp.bareLibp2p.rssKb).median)})`, pass: summary(fp.agents.rssKb).median <= 100 * 1024 },
+      { goal: 'idle agent CPU (median) ≤ 1% of a core', value: `${summary(fp.agents.cpuPct).median.toFixed(2)}% (bare libp2p ${summary(fp.bareLibp2p.cpuPct).median.toFixed(2)}%)`, pass: summary(fp.agents.cpuPct).median <= 1 })
+  }
   out.push('', `Summary (${QUICK ? 'quick' : 'full'} run, ${totalS.toFixed(0)} s)`)
   out.push(table(['goal', 'measured', 'result'], checks.map((c) => [c.goal, c.value, c.pass ? 'PASS' : 'FAIL'])))
   process.stdout.write(out.join('\n') + '\n')
@@ -475,8 +485,8 @@ async function main (): Promise<void> {
     goals: GOALS,
     durationS: Math.round(totalS),
     convergence: conv,
-    failureDetection: fd.runs,
-    idle: fd.idle,
+    failureDetection: fd?.runs,
+    idle: fd?.idle,
     footprint: fp,
     summary: checks
   }, (_k, v: unknown) => typeof v === 'number' && !Number.isFinite(v) ? null : v, 2) + '\n')

@@ -161,6 +161,20 @@ describe('ClusterState merge', () => {
     }), { numRuns: 200 })
   })
 
+  it('answers family() like a scan of all records, through replacements and forget()', () => {
+    const scan = (s: ClusterState, family: string): Array<[string, unknown]> => s.records()
+      .filter((r) => r.k.startsWith(`${family}/`))
+      .map((r): [string, unknown] => [r.k.slice(family.length + 1), s.value(r.k)])
+      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    fc.assert(fc.property(recordsArb, recordsArb, fc.array(fc.constantFrom(...SERVICES.map(key.scale), ...nodes.map((n) => key.member(n.id))), { maxLength: 4 }), (recs, more, drop) => {
+      const s = stateOf(recs)
+      for (const f of ['scale', 'member', 'svc'] as const) assert.deepEqual(s.family(f), scan(s, f))
+      for (const r of more) s.apply(r)
+      for (const k of drop) s.forget(k)
+      for (const f of ['scale', 'member', 'svc'] as const) assert.deepEqual(s.family(f), scan(s, f))
+    }), { numRuns: 200 })
+  })
+
   it('gives different root hashes to states with different contents', () => {
     fc.assert(fc.property(recordsArb, recordsArb, (a, b) => {
       const A = stateOf(a)
