@@ -1,12 +1,13 @@
 /**
  * Keeps this node connected: dials the seeds at start and every known, live member it has no
  * connection to, every redial interval. A failure to reach any seed is reported with the
- * reason (a wrong network key shows up here as a failed private-network handshake).
+ * reason (dial-errors.ts tells a seed that is down from one with another network key).
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { NodeInfo } from '../protocol/keys.ts'
+import { explainSeedFailures } from './dial-errors.ts'
 import type { Host } from './host.ts'
 import type { Logger } from './logger.ts'
 import type { Membership } from './membership.ts'
@@ -90,12 +91,12 @@ export class Dialer {
       dials.push(this.dialOne(id, addrs))
     }
     if (this.host.getConnections().length === 0 && this.seeds.length > 0) {
-      const errors = await Promise.all(this.seeds.filter((s) => s.getComponents().find((c) => c.name === 'p2p')?.value !== self)
-        .map(async (s) => await this.dialOne(s.toString(), s)))
-      const failed = errors.filter((e) => e !== null)
-      if (failed.length > 0 && failed.length === this.seeds.length && Date.now() - this.lastSeedWarning > SEED_WARNING_INTERVAL_MS) {
+      const seeds = this.seeds.filter((s) => s.getComponents().find((c) => c.name === 'p2p')?.value !== self)
+      const errors = await Promise.all(seeds.map(async (s) => await this.dialOne(s.toString(), s)))
+      const failures = errors.flatMap((error, i) => error === null ? [] : [{ seed: seeds[i].toString(), error }])
+      if (failures.length > 0 && failures.length === seeds.length && Date.now() - this.lastSeedWarning > SEED_WARNING_INTERVAL_MS) {
         this.lastSeedWarning = Date.now()
-        this.logger.warn({ seeds: this.seeds.map(String), error: failed[0] }, 'cannot reach any seed (if they are up, check that the join token is from this cluster: a different network key fails the private-network handshake)')
+        this.logger.warn({ seeds: failures }, explainSeedFailures(failures))
       }
     }
     await Promise.all(dials)

@@ -138,6 +138,24 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
       await assert.rejects(readFile(join(dir, 'node.key')), 'no identity is created from a bad token')
     })
 
+    test('another cluster\'s token: the agent cannot connect, says the network key is wrong, and the cluster is undisturbed', async () => {
+      const other = await startAgent({ dir: join(root, 'other'), ip: '127.0.0.10', port, name: 'other' })
+      const otherToken = (await cli(['--data', other.dir, 'join-token'])).stdout.trim()
+      await kill(other, 'SIGTERM', { wait: true })
+      // its token's seed is gone; give it one of ours: reachable, but with another network key
+      const seed = `/ip4/127.0.0.2/tcp/${port}/p2p/${n1.id}`
+      const stray = await spawnAgent({ dir: join(root, 'stray'), ip: '127.0.0.11', port, name: 'stray', join: otherToken, extraArgs: ['--seed', seed] })
+      try {
+        await waitFor(() => /answered but dropped the private-network handshake: this node's network key/.test(stray.stdout()), 15_000, 'the stray agent to name the network key')
+        assert.match(stray.stdout(), /127\.0\.0\.2/)
+        const nodes = await nodesJson(n1.dir)
+        assert.deepEqual(nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3'])
+        assert.ok(nodes.every((n) => n.status === 'alive'))
+      } finally {
+        await kill(stray, 'SIGKILL', { wait: true })
+      }
+    })
+
     test('`nodes` against a data dir with no agent: non-zero, one-line reason', async () => {
       const dir = join(root, 'empty')
       await mkdir(dir)
