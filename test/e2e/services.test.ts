@@ -101,6 +101,8 @@ describe('services on real Docker (3 agents)', () => {
   it('scales 2 → 10 → 3, checked with docker ps', async () => {
     const up = await cli([...data(1), 'scale', 'web=10'])
     assert.equal(up.code, 0, up.stderr)
+    // a slot that moved while scaling keeps its old container until the new one runs
+    await waitForSettled(1, 'web', 10)
     const ten = await dockerReplicas('web')
     assert.equal(ten.length, 10)
     const perNode = ids.map((id) => ten.filter((r) => r.node === id).length)
@@ -108,7 +110,7 @@ describe('services on real Docker (3 agents)', () => {
 
     const down = await cli([...data(2), 'scale', 'web=3'])
     assert.equal(down.code, 0, down.stderr)
-    await waitFor(async () => (await dockerReplicas('web')).length === 3, 20_000, 'docker to run exactly 3 web containers')
+    await waitForSettled(2, 'web', 3)
     const three = await dockerReplicas('web')
     assert.equal(new Set(three.map((r) => r.node)).size, 3, 'three replicas on three distinct nodes')
 
