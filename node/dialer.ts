@@ -33,6 +33,7 @@ export class Dialer {
   private readonly intervalMs: number
   private timer: NodeJS.Timeout | undefined
   private lastSeedWarning = 0
+  private lastSeedWarningText = ''
   private readonly dialing = new Set<string>()
   /** when we first found each member unconnected */
   private readonly apartSince = new Map<string, number>()
@@ -94,9 +95,12 @@ export class Dialer {
       const seeds = this.seeds.filter((s) => s.getComponents().find((c) => c.name === 'p2p')?.value !== self)
       const errors = await Promise.all(seeds.map(async (s) => await this.dialOne(s.toString(), s)))
       const failures = errors.flatMap((error, i) => error === null ? [] : [{ seed: seeds[i].toString(), error }])
-      if (failures.length > 0 && failures.length === seeds.length && Date.now() - this.lastSeedWarning > SEED_WARNING_INTERVAL_MS) {
+      const explanation = failures.length > 0 && failures.length === seeds.length ? explainSeedFailures(failures) : ''
+      // a new diagnosis is worth a line at once; the same one again only after the interval
+      if (explanation !== '' && (explanation !== this.lastSeedWarningText || Date.now() - this.lastSeedWarning > SEED_WARNING_INTERVAL_MS)) {
         this.lastSeedWarning = Date.now()
-        this.logger.warn({ seeds: failures }, explainSeedFailures(failures))
+        this.lastSeedWarningText = explanation
+        this.logger.warn({ seeds: failures }, explanation)
       }
     }
     await Promise.all(dials)

@@ -39,6 +39,13 @@ import type { PlacementNode, PlacementResult, PlacementService, SlotAssignment }
  * (Consistent hashing with bounded loads: Mirrokni, Thorup, Zadimoghaddam, 2018.)
  */
 export const LOAD_EPSILON = 0.25
+/**
+ * Up to this many slots per node (on average), a service is spread strictly: every node gets
+ * floor(avg), the remainder one more each. The balance cap would be 1 up to one slot per node and
+ * 2 just above, and that jump reshuffled the whole matching when one node left (100 slots, 100 →
+ * 99 nodes moved 38% of them; strictly spread, 3%). Higher up the ε slack keeps moves near 1/N.
+ */
+export const STRICT_SPREAD_MAX_PER_NODE = 2
 
 /** Key of a replicated slot in PlacementResult.slots. */
 export function slotKey(service: string, slot: number): string {
@@ -321,10 +328,8 @@ function placeReplicated(cluster: Cluster, svc: PlacementService): Entry[] {
   const n = eligible.length
   const balanceCap = loadCap(replicas, n)
   const maxPer = spec.maxReplicasPerNode > 0 ? Math.floor(spec.maxReplicasPerNode) : Infinity
-  // hard: what the node can take at all (max_replicas_per_node, room for reservations);
-  // soft: also within the balance cap.
+  // hard: what the node can take at all (max_replicas_per_node, room for reservations)
   const hard = eligible.map((ns) => Math.min(maxPer, fitCount(ns, req)))
-  const soft = hard.map((h) => Math.min(h, balanceCap))
   let total = 0
   for (const h of hard) total += h
   // Every eligible node can run every slot, so exactly min(replicas, Σ hard) slots can be placed;
@@ -338,20 +343,33 @@ function placeReplicated(cluster: Cluster, svc: PlacementService): Entry[] {
     slotHashes.push(hash2(slotKey(name, i)))
   }
   const at = new Int32Array(placeable).fill(-1)
-  const load = deferredAcceptance(slots, slotHashes, eligible, soft, at)
-  // Slots the balance cap turned away go wherever there is still room: the cap is a spreading goal,
-  // not a reason to leave a slot pending while some node can run it (only reservations or
+  const load: number[] = new Array<number>(n).fill(0)
+  // Rounds of deferred acceptance, each placing what the previous ones turned away, with these
+  // per-node caps:
+  const rounds: Array<(j: number) => number> = []
+  const base = Math.floor(replicas / n)
+  if (replicas > STRICT_SPREAD_MAX_PER_NODE * n) {
+    // Enough slots per node for the ε slack: one round within the balance cap.
+    rounds.push((j) => Math.min(hard[j], balanceCap))
+  } else {
+    // Few slots per node: the cap is ceil(avg) and leaves no slack, so a cap-only round would
+    // let ceil(avg) land on some nodes and fewer on others (10 slots on 9 nodes: 2/2/2/2/2/0/…),
+    // and the whole matching would reshuffle when a join or leave moved the cap (100 slots,
+    // 100 → 99 nodes moved 38%). Spread strictly instead, as Swarm does: `base` on every node,
+    // then the remainder at most one more per node.
+    rounds.push((j) => Math.min(hard[j], base))
+    rounds.push((j) => Math.min(hard[j] - load[j], 1))
+  }
+  // Last, what the caps turned away goes wherever there is still room: the cap is a spreading
+  // goal, not a reason to leave a slot pending while some node can run it (only reservations or
   // max_replicas_per_node make that happen, and then loads can exceed the cap).
-  const leftover = slots.filter((i) => at[i] < 0)
-  if (leftover.length > 0) {
-    const extra = deferredAcceptance(
-      leftover,
-      slotHashes,
-      eligible,
-      hard.map((h, j) => h - load[j]),
-      at
-    )
-    for (let j = 0; j < n; j++) load[j] += extra[j]
+  rounds.push((j) => hard[j] - load[j])
+  let pending = slots
+  for (const capOf of rounds) {
+    if (pending.length === 0) break
+    const got = deferredAcceptance(pending, slotHashes, eligible, eligible.map((_, j) => capOf(j)), at)
+    for (let j = 0; j < n; j++) load[j] += got[j]
+    pending = pending.filter((i) => at[i] < 0)
   }
 
   for (let j = 0; j < n; j++) {

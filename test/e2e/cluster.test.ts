@@ -146,7 +146,8 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
       const seed = `/ip4/127.0.0.2/tcp/${port}/p2p/${n1.id}`
       const stray = await spawnAgent({ dir: join(root, 'stray'), ip: '127.0.0.11', port, name: 'stray', join: otherToken, extraArgs: ['--seed', seed] })
       try {
-        await waitFor(() => /answered but dropped the private-network handshake: this node's network key/.test(stray.stdout()), 15_000, 'the stray agent to name the network key')
+        await waitFor(() => /answered but dropped the private-network handshake: this node's network key/.test(stray.stdout()), 30_000, 'the stray agent to name the network key')
+          .catch((err: Error) => { throw new Error(`${err.message}; its warnings:\n${stray.stdout().split('\n').filter((l) => l.includes('"level":40')).join('\n')}`) })
         assert.match(stray.stdout(), /127\.0\.0\.2/)
         const nodes = await nodesJson(n1.dir)
         assert.deepEqual(nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3'])
