@@ -5,9 +5,10 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import { chmod, rm } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { API_PREFIX, type ApiError } from './api/types.ts'
 import { UserError } from './errors.ts'
+import { createServer } from './http.ts'
 import type { Logger } from './logger.ts'
 
 /** Requests carry specs and small commands; 4 MiB is far above any real one. */

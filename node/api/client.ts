@@ -2,7 +2,7 @@
  * A small client for the control API, over a unix socket (a node's data directory) or
  * http://host:port. The CLI uses only this and types.ts from node/.
  */
-import { request } from 'node:http'
+import { request } from '../http.ts'
 import { API_PREFIX, type ApiError } from './types.ts'
 
 /** Every control call answers fast except follow-ups the caller polls; 30 s means the node is stuck. */
