@@ -36,8 +36,10 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     // Detection goal is ≤ 3 s after a crash: probe (≤ 1 s) + suspicion (1.5 s). A live node
     // refutes in one round trip, so 1.5 s is plenty to clear a false suspicion.
     suspicionTimeoutMs: 1500,
-    // Gossip carries nearly everything; anti-entropy only repairs losses, so it can be lazy.
-    antiEntropyIntervalMs: 5000,
+    // Gossip carries nearly everything and every (re)connection syncs at once; the periodic round
+    // only repairs a lost message, and each round opens a stream (after probes, the largest idle
+    // cost). memberlist's LAN push-pull runs every 30 s; 15 s bounds repair at a quarter minute.
+    antiEntropyIntervalMs: 15_000,
     // Docker events cover nearly every change; the periodic pass catches missed ones.
     reconcileIntervalMs: 10_000,
     // Re-dial lost members often enough to heal a partition within a few seconds.
