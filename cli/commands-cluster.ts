@@ -31,6 +31,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .option('--profile <lan|local>', 'timing profile: lan (default) or local (short timers, for tests)', 'lan')
     .option('--no-runtime', 'do not run containers (a pure control-plane node)')
     .option('--api-listen <host:port>', 'also serve the control API on TCP (bearer token in <data>/api.token) for `--api http://host:port`')
+    .option('--ingress-host <addr>', 'where the routing mesh opens published ports on this node (default: all interfaces)')
+    .option('--no-discovery', 'do not give containers the node network and service-name resolver')
     .action(async (o) => {
       const dir = dataDirOf(g())
       if (dir === undefined) throw new CliUserError('agent needs --data DIR (or P2P_ORCH_DATA): where the node keeps its identity and state')
@@ -44,7 +46,9 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
         labels: parseLabels(o.label),
         profile: o.profile,
         runtime: o.runtime as boolean,
-        apiListen: o.apiListen
+        apiListen: o.apiListen,
+        ingressHost: o.ingressHost,
+        discovery: o.discovery as boolean
       })
     })
 
@@ -70,6 +74,7 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
         labels(n.labels),
         age(n.joinedAt)
       ])))
+      for (const n of nodes) for (const e of n.portErrors ?? []) console.log(`warning: ${n.name}: ${e}`)
     })
 
   const node = program.command('node').description('manage one node')

@@ -125,6 +125,9 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
       console.log(table(['NAME', 'STACK', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS', 'GEN'], list.map((s) => [
         s.name, s.stack, s.mode, `${s.running}/${s.replicas}`, s.image, s.ports.join(',') || '-', String(s.generation)
       ])))
+      for (const s of list) {
+        for (const e of s.portErrors ?? []) console.log(`warning: ${s.name} on ${e.nodeName || shortId(e.node)}: ${e.error}`)
+      }
     })
 
   program.command('ps')

@@ -18,6 +18,8 @@ export interface AgentCliOptions {
   profile: string
   runtime: boolean
   apiListen?: string
+  ingressHost?: string
+  discovery: boolean
 }
 
 export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
@@ -37,7 +39,7 @@ export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
       throw new UserError(`${(err as Error).message} — start Docker, or run a control-plane-only node with --no-runtime`)
     }
   }
-  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen }, (l) => { console.log(l) })
+  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen, ingressHost: o.ingressHost, discovery: o.discovery }, (l) => { console.log(l) })
   // Node writes its compile cache at exit, which a daemon may never reach (or reach by SIGKILL):
   // write it now that every module is loaded, so the next start skips TypeScript stripping.
   flushCompileCache?.()

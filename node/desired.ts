@@ -41,11 +41,12 @@ export function placementNodes (state: ClusterState): PlacementNode[] {
 }
 
 /**
- * A service that publishes a fixed host port can run at most one replica per node (the port can
- * be bound once per host), as with Swarm's host-mode ports.
+ * A service that publishes a fixed `mode: host` port can run at most one replica per node (the
+ * port can be bound once per host), as with Swarm. Ingress ports are opened by the routing mesh on
+ * every node, whatever runs where, so they put no limit on replicas per node.
  */
 export function effectiveSpec (spec: ServiceSpec): ServiceSpec {
-  const fixedPort = spec.ports.some((p) => p.published !== undefined && p.published > 0)
+  const fixedPort = spec.ports.some((p) => p.mode === 'host' && p.published !== undefined && p.published > 0)
   if (!fixedPort) return spec
   return { ...spec, maxReplicasPerNode: spec.maxReplicasPerNode === 0 ? 1 : Math.min(1, spec.maxReplicasPerNode) }
 }

@@ -28,11 +28,14 @@ import { StateManager } from './state-manager.ts'
 import { LevelStore, type Store } from './store.ts'
 import { AntiEntropy } from './sync.ts'
 import { Reconciler } from './reconciler.ts'
+import { Mesh } from './mesh/mesh.ts'
 import { registerClusterRoutes } from './routes-cluster.ts'
 import { registerServiceRoutes } from './routes-services.ts'
 
 import { VERSION } from './version.ts'
 export { VERSION }
+/** Published ports open on every interface unless `--ingress-host` says where (Swarm's default too). */
+const DEFAULT_INGRESS_HOST = '0.0.0.0'
 /** Time given to gossip to carry the `left` announcement before the host shuts down. */
 const LEAVE_GRACE_MS = 300
 
@@ -64,6 +67,10 @@ export interface NodeOptions {
   control?: boolean
   /** also serve the control API on TCP host:port, with the bearer token in <data>/api.token */
   apiListen?: string
+  /** where the routing mesh opens published ports (default all interfaces) */
+  ingressHost?: string
+  /** give containers the node network and service-name resolver (default: when there is a runtime) */
+  discovery?: boolean
 }
 
 export interface P2pNode {
@@ -77,6 +84,7 @@ export interface P2pNode {
   readonly counters: Counters
   readonly logger: Logger
   readonly socketPath: string
+  readonly mesh: Mesh
   joinToken (full: boolean): string
   stop (): Promise<void>
 }
@@ -156,9 +164,33 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const dialer = new Dialer({ host, states, membership, seeds: identity.cluster.seeds, logger, intervalMs: profile.redialIntervalMs })
   dialer.start()
 
+  const mesh = new Mesh({
+    self: id,
+    host,
+    states,
+    signer: nodeSigner,
+    ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
+    logger,
+    counters,
+    ingressHost: opts.ingressHost ?? DEFAULT_INGRESS_HOST,
+    ...(opts.discovery !== undefined ? { discovery: opts.discovery } : {})
+  })
+  await mesh.start()
+
   let reconciler: Reconciler | undefined
   if (opts.runtime !== undefined) {
-    reconciler = new Reconciler({ states, runtime: opts.runtime, self: id, signer: nodeSigner, profile, logger, counters, hostIp: hostIpOf(opts.listen) })
+    reconciler = new Reconciler({
+      states,
+      runtime: opts.runtime,
+      self: id,
+      signer: nodeSigner,
+      profile,
+      logger,
+      counters,
+      hostIp: hostIpOf(opts.listen),
+      containerNetwork: () => mesh.containerNetwork(),
+      beforeStop: async (container, graceMs) => { await mesh.drain(container, graceMs) }
+    })
     reconciler.start()
   }
 
@@ -174,6 +206,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     counters,
     logger,
     socketPath: join(opts.dataDir, FILES.socket),
+    mesh,
     joinToken: (full) => encodeToken({
       clusterId: identity.cluster.clusterId,
       networkKey: identity.cluster.networkKey,
@@ -201,6 +234,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     stopped = true
     await control.close()
     await reconciler?.stop()
+    await mesh.stop()
     await membership.leave()
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
     clearInterval(antiEntropyTimer)

@@ -64,8 +64,15 @@ export interface ReconcilerOptions {
   profile: Profile
   logger: Logger
   counters: Counters
-  /** host IP published ports bind to */
+  /** host IP `mode: host` published ports bind to */
   hostIp?: string
+  /** the network and resolver new containers get (the node's mesh network), when there is one */
+  containerNetwork?: () => { network: string, dns: string[] } | undefined
+  /**
+   * Called before a running container is stopped: the routing mesh takes it out of the rotation
+   * and lets its open connections finish, for up to the grace period.
+   */
+  beforeStop?: (containerId: string, graceMs: number) => Promise<void>
 }
 
 export class Reconciler {
@@ -296,7 +303,8 @@ export class Reconciler {
   private async create (k: string, a: SlotAssignment, svc: ServiceState, m: SlotMemory): Promise<TaskStatus> {
     const name = `${svc.spec.name}.${a.slot}.${randomBytes(5).toString('hex')}`
     try {
-      const id = await this.o.runtime.run({ spec: svc.spec, slot: a.slot, node: this.o.self, generation: svc.generation, name, hostIp: this.o.hostIp })
+      const net = this.o.containerNetwork?.()
+      const id = await this.o.runtime.run({ spec: svc.spec, slot: a.slot, node: this.o.self, generation: svc.generation, name, hostIp: this.o.hostIp, ...(net !== undefined ? { network: net.network, dns: net.dns } : {}) })
       this.o.counters.inc('tasks_created_total')
       m.lastError = ''
       m.rejected = false
@@ -347,7 +355,10 @@ export class Reconciler {
     const grace = svc?.spec.stopGracePeriodMs ?? (Number.isFinite(labelled) ? labelled : DEFAULT_STOP_GRACE_MS)
     const removal = (async () => {
       try {
-        if (c.state === 'running' || c.state === 'restarting' || c.state === 'paused') await this.o.runtime.stop(c.id, grace)
+        if (c.state === 'running' || c.state === 'restarting' || c.state === 'paused') {
+          await this.o.beforeStop?.(c.id, grace)
+          await this.o.runtime.stop(c.id, grace)
+        }
         await this.o.runtime.remove(c.id)
         this.o.counters.inc('tasks_removed_total')
       } catch (err) {

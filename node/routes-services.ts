@@ -4,7 +4,7 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
-import { MAX_REPLICAS, type ServiceSpec } from '../protocol/spec.ts'
+import { isMeshPort, MAX_REPLICAS, type ServiceSpec } from '../protocol/spec.ts'
 import { specError } from '../protocol/validate.ts'
 import type { DeployRequest, DeployResponse, InspectResponse, ScaleRequest, ScaleResponse, ServiceChange } from './api/types.ts'
 import type { ControlServer } from './control.ts'
@@ -47,6 +47,29 @@ function currentReplicas (node: P2pNode, name: string, rec: ServiceRecord): numb
   return node.states.state.value<ScaleRecord>(key.scale(name))?.replicas ?? rec.spec.replicas
 }
 
+/**
+ * Ingress ports open on every node, so a published port/protocol belongs to one service in the
+ * whole cluster. A service in the request may keep its own port; one held by any other service
+ * (another stack's, or one of this stack the request leaves in place) refuses the deploy.
+ */
+function publishedPortConflict (node: P2pNode, incoming: ServiceSpec[], prunedStack: string | undefined): void {
+  const replaced = new Set(incoming.map((s) => s.name))
+  const held = new Map<string, string>()
+  for (const s of services(node.states.state)) {
+    if (replaced.has(s.spec.name) || s.spec.stack === prunedStack) continue
+    for (const p of s.spec.ports) if (isMeshPort(p)) held.set(`${p.published as number}/${p.protocol}`, s.spec.name)
+  }
+  for (const spec of incoming) {
+    for (const p of spec.ports) {
+      if (p.published === undefined) continue
+      const owner = held.get(`${p.published}/${p.protocol}`)
+      if (owner !== undefined && (isMeshPort(p) || node.states.state.value<ServiceRecord | null>(key.svc(owner))?.spec.ports.some((q) => isMeshPort(q) && q.published === p.published && q.protocol === p.protocol) === true)) {
+        throw new UserError(`published port ${p.published}/${p.protocol} of service "${spec.name}" is already used by service "${owner}"; choose another port, or remove "${owner}" first`)
+      }
+    }
+  }
+}
+
 export function registerServiceRoutes (control: ControlServer, node: P2pNode, runtime: Runtime | undefined): void {
   control.route('POST', '/deploy', ({ body }): DeployResponse => {
     const req = body as DeployRequest
@@ -86,6 +109,7 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
         if (replicasBefore !== spec.replicas) node.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
       })
     }
+    publishedPortConflict(node, req.services, req.prune === true ? req.stack : undefined)
     if (req.prune === true) {
       for (const s of services(node.states.state)) {
         if (s.spec.stack !== req.stack || names.has(s.spec.name)) continue
@@ -121,7 +145,11 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
 
   control.route('GET', '/services/:name', ({ params }): InspectResponse => {
     const rec = requireService(node, params.name)
-    return { spec: rec.spec, generation: rec.generation, replicas: currentReplicas(node, params.name, rec), tasks: taskViews(node.states.state, params.name) }
+    const names = new Map(taskViews(node.states.state).map((t) => [t.node, t.nodeName]))
+    const routes = node.mesh.routes(params.name).map((r) => ({
+      slot: r.slot, node: r.node, nodeName: names.get(r.node) ?? '', container: r.container, generation: r.generation, local: r.local, connections: r.connections
+    }))
+    return { spec: rec.spec, generation: rec.generation, replicas: currentReplicas(node, params.name, rec), tasks: taskViews(node.states.state, params.name), routes }
   })
 
   control.route('DELETE', '/services/:name', ({ params }) => {

@@ -3,9 +3,10 @@
  * running. Reports of dead or departed nodes are ignored: observed state dies with its owner.
  */
 import { compareStrings } from '../protocol/order.ts'
-import { key, type MemberRecord, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import { key, type MemberRecord, type MeshReport, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import { isMeshPort, type PortSpec } from '../protocol/spec.ts'
 import type { ClusterState } from '../protocol/state.ts'
-import type { ServiceView, TaskView } from './api/types.ts'
+import type { PortError, ServiceView, TaskView } from './api/types.ts'
 import { placement, services } from './desired.ts'
 import { nodeViews } from './views.ts'
 
@@ -54,8 +55,26 @@ export function taskViews (state: ClusterState, service?: string): TaskView[] {
   return out.sort((x, y) => compareStrings(x.service, y.service) || x.slot - y.slot || compareStrings(x.nodeName, y.nodeName))
 }
 
+/** How `services` shows a port: mesh ports as published->target, host-bound ones marked. */
+export function describePort (p: PortSpec): string {
+  if (isMeshPort(p)) return `${p.published as number}->${p.target}/${p.protocol}${p.proxyProtocol === true ? ' (proxy-protocol)' : ''}`
+  return p.published !== undefined ? `${p.published}->${p.target}/${p.protocol} (host)` : `${p.target}/${p.protocol} (host, ephemeral)`
+}
+
+function portErrors (state: ClusterState): PortError[] {
+  const names = new Map(nodeViews(state, '').map((n) => [n.id, n]))
+  const out: PortError[] = []
+  for (const [id, report] of state.family<MeshReport>('mesh')) {
+    const n = names.get(id)
+    if (n === undefined || n.status === 'dead' || n.status === 'left') continue
+    for (const p of report.ports) if (p.error !== '') out.push({ node: id, nodeName: n.name, port: p.port, protocol: p.protocol, error: p.error })
+  }
+  return out
+}
+
 export function serviceViews (state: ClusterState): ServiceView[] {
   const tasks = taskViews(state)
+  const errors = portErrors(state)
   return services(state).map((s) => {
     const mine = tasks.filter((t) => t.service === s.spec.name && t.desired === 'running')
     return {
@@ -66,7 +85,8 @@ export function serviceViews (state: ClusterState): ServiceView[] {
       replicas: s.spec.mode === 'global' ? mine.length : s.replicas,
       running: mine.filter((t) => t.state === 'running' && t.generation === s.generation).length,
       generation: s.generation,
-      ports: s.spec.ports.map((p) => `${p.published !== undefined ? `${p.published}:` : ''}${p.target}/${p.protocol}`)
+      ports: s.spec.ports.map(describePort),
+      portErrors: errors.filter((e) => s.spec.ports.some((p) => isMeshPort(p) && p.published === e.port && p.protocol === e.protocol))
     }
   })
 }

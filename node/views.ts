@@ -2,7 +2,7 @@
  * Read models built from the merged state for the control API (and the reconciler).
  */
 import { compareStrings } from '../protocol/order.ts'
-import { key, type MemberRecord, type NodeConfig, type NodeInfo } from '../protocol/keys.ts'
+import { key, type MemberRecord, type MeshReport, type NodeConfig, type NodeInfo } from '../protocol/keys.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { NodeView } from './api/types.ts'
 
@@ -25,7 +25,8 @@ export function nodeViews (state: ClusterState, self: string): NodeView[] {
       memoryBytes: info.memoryBytes,
       version: info.version,
       joinedAt: info.joinedAt,
-      self: id === self
+      self: id === self,
+      portErrors: (state.value<MeshReport>(key.mesh(id))?.ports ?? []).filter((p) => p.error !== '').map((p) => `${p.service} ${p.port}/${p.protocol}: ${p.error}`)
     })
   }
   return out.sort((a, b) => compareStrings(a.name, b.name) || compareStrings(a.id, b.id))

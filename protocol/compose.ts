@@ -27,6 +27,7 @@ import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yam
 import { DEFAULT_RESTART_POLICY, MAX_REPLICAS, SERVICE_NAME_PATTERN } from './spec.ts'
 import type {
   ConstraintSpec,
+  ExposedPort,
   HealthcheckSpec,
   MountSpec,
   PortSpec,
@@ -116,7 +117,7 @@ const fail = (reason: string): KeyRule => ({ severity: 'error', reason })
 const TOP_KEYS = new Set(['name', 'services', 'volumes'])
 const TOP_RULES = new Map<string, KeyRule>([
   ['version', warn('obsolete in the Compose specification')],
-  ['networks', warn('all services of a stack share one network')],
+  ['networks', warn('every node gives its replicas one network; services reach each other by name')],
   ['secrets', warn('declarations only; services that use secrets are rejected')],
   ['configs', warn('declarations only; services that use configs are rejected')],
   ['models', warn('declarations only; services that use models are rejected')],
@@ -126,7 +127,7 @@ const TOP_RULES = new Map<string, KeyRule>([
 const SERVICE_KEYS = new Set([
   'image', 'command', 'entrypoint', 'environment', 'env_file', 'labels', 'ports', 'healthcheck',
   'volumes', 'tmpfs', 'user', 'working_dir', 'stop_signal', 'stop_grace_period', 'deploy',
-  'restart', 'scale', 'cpus', 'mem_limit', 'mem_reservation', 'build'
+  'restart', 'scale', 'cpus', 'mem_limit', 'mem_reservation', 'build', 'expose'
 ])
 
 /** Compose service keys we do not implement. `build` is handled apart (depends on `image`). */
@@ -138,7 +139,6 @@ const SERVICE_RULES = new Map<string, KeyRule>([
   ['logging', warn('containers use the engine default log driver')],
   ['hostname', warn('containers keep the engine-assigned hostname')],
   ['domainname', warn('containers keep the engine default domain name')],
-  ['expose', warn('documentation only; every container port is reachable inside the stack')],
   ['links', warn('legacy option; services reach each other by name')],
   ['external_links', warn('legacy option')],
   ['annotations', warn('metadata only')],
@@ -1066,9 +1066,57 @@ function longPort(ctx: Ctx, o: Obj, path: Path): PortSpec | undefined {
     const s = str(ctx, ip, [...path, 'host_ip'])
     if (s !== undefined) checkHostIp(ctx, s, [...path, 'host_ip'])
   }
-  if (target === undefined || protocol === undefined || mode === undefined) return undefined
+  const proxyProtocol = portExtension(ctx, get(o, 'x-p2p-orch'), [...path, 'x-p2p-orch'])
+  if (target === undefined || protocol === undefined || mode === undefined || proxyProtocol === null) return undefined
   if (pub !== undefined && pub !== '' && published === undefined) return undefined
-  return published === undefined ? { target, protocol, mode } : { target, published, protocol, mode }
+  const port: PortSpec = published === undefined ? { target, protocol, mode } : { target, published, protocol, mode }
+  if (proxyProtocol) {
+    if (mode !== 'ingress' || published === undefined) {
+      err(ctx, [...path, 'x-p2p-orch', 'proxy_protocol'], 'applies to published ingress ports only (the routing mesh sends the header)')
+      return undefined
+    }
+    port.proxyProtocol = true
+  }
+  return port
+}
+
+const PORT_EXTENSION_KEYS = new Set(['proxy_protocol'])
+
+/**
+ * A port's `x-p2p-orch:` mapping: `proxy_protocol: true` (or `v2`) makes the routing mesh send a
+ * PROXY protocol v2 header first, so the backend learns the client's address. Returns false when
+ * absent, null after an error.
+ */
+function portExtension(ctx: Ctx, v: unknown, path: Path): boolean | null {
+  if (v === undefined) return false
+  if (!isRecord(v)) {
+    err(ctx, path, `must be a mapping like {proxy_protocol: true}, got ${describe(v)}`)
+    return null
+  }
+  checkKeys(ctx, v, path, PORT_EXTENSION_KEYS, new Map())
+  const raw = get(v, 'proxy_protocol')
+  if (raw === undefined || raw === false || raw === 'false') return false
+  if (raw === true || raw === 'true' || raw === 'v2' || raw === 2) return true
+  err(ctx, [...path, 'proxy_protocol'], `must be true, false or "v2", got ${describe(raw)}`)
+  return null
+}
+
+/** `expose:` — container ports other services of the stack reach by name: "3000", "3000/udp", 8080. */
+function exposedPorts(ctx: Ctx, v: unknown, path: Path): ExposedPort[] {
+  return listItems(ctx, v, path, (item, p) => {
+    const text = typeof item === 'number' ? String(item) : typeof item === 'string' ? item.trim() : undefined
+    const m = text === undefined ? null : /^(\d+)(?:\/(tcp|udp))?$/i.exec(text)
+    if (m === null) {
+      err(ctx, p, `must be a container port like "3000" or "3000/udp", got ${describe(item)}`)
+      return undefined
+    }
+    const target = Number(m[1])
+    if (!(target >= 1 && target <= 65535)) {
+      err(ctx, p, `invalid port ${describe(item)}: not ${PORT_EXPECTED}`)
+      return undefined
+    }
+    return { target, protocol: (m[2] ?? 'tcp').toLowerCase() as 'tcp' | 'udp' }
+  })
 }
 
 /**
@@ -1543,6 +1591,7 @@ function translateService(ctx: Ctx, name: string, raw: unknown): ServiceSpec | u
   keyValues(ctx, get(svc, 'labels'), [...path, 'labels'], 'labels', labels)
 
   const portList = ports(ctx, get(svc, 'ports'), [...path, 'ports'])
+  const exposeList = exposedPorts(ctx, get(svc, 'expose'), [...path, 'expose'])
   const health = healthcheck(ctx, get(svc, 'healthcheck'), [...path, 'healthcheck'])
   const mountList: MountSpec[] = []
   mounts(ctx, get(svc, 'volumes'), [...path, 'volumes'], mountList)
@@ -1592,6 +1641,7 @@ function translateService(ctx: Ctx, name: string, raw: unknown): ServiceSpec | u
   spec.env = sortedEnv(env)
   spec.labels = sortedObject(labels)
   spec.ports = portList
+  if (exposeList.length > 0) spec.expose = exposeList
   if (health !== undefined) spec.healthcheck = health
   spec.mounts = mountList
   if (user !== undefined) spec.user = user

@@ -9,14 +9,15 @@
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
  *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC)
+ *   mesh/<peerId>     MeshReport — the routing mesh's published ports on that node, and any it cannot open
  */
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'member' | 'node' | 'tasks'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'member' | 'node' | 'tasks' | 'mesh'
 
 export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg'])
-export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks'])
+export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
   const slash = key.indexOf('/')
@@ -34,7 +35,8 @@ export const key = {
   nodecfg: (id: string) => `nodecfg/${id}`,
   member: (id: string) => `member/${id}`,
   node: (id: string) => `node/${id}`,
-  tasks: (id: string) => `tasks/${id}`
+  tasks: (id: string) => `tasks/${id}`,
+  mesh: (id: string) => `mesh/${id}`
 }
 
 export interface ServiceRecord {
@@ -99,4 +101,17 @@ export interface TaskStatus {
 
 export interface TaskReport {
   tasks: TaskStatus[]
+}
+
+/** One published port of the routing mesh on one node. */
+export interface MeshPortStatus {
+  service: string
+  port: number
+  protocol: 'tcp' | 'udp'
+  /** '' while the port is open; otherwise why this node cannot open it (e.g. taken by another program) */
+  error: string
+}
+
+export interface MeshReport {
+  ports: MeshPortStatus[]
 }

@@ -12,6 +12,23 @@ export interface PortSpec {
   protocol: 'tcp' | 'udp'
   /** 'ingress' (every node, routing mesh) or 'host' (only where a replica runs), as in Compose. */
   mode: 'ingress' | 'host'
+  /** ingress only: the mesh sends a PROXY protocol v2 header before the client's bytes (`x-p2p-orch: {proxy_protocol: true}`) */
+  proxyProtocol?: boolean
+}
+
+/** A container port other services reach by name without publishing it (Compose `expose:`). */
+export interface ExposedPort {
+  target: number
+  protocol: 'tcp' | 'udp'
+}
+
+/**
+ * Ports the routing mesh opens on every node: ingress mode with a published number. A `mode: host`
+ * port, or one without a published number (an ephemeral host port, as Compose gives), is bound by
+ * the engine where the replica runs.
+ */
+export function isMeshPort (p: PortSpec): boolean {
+  return p.mode === 'ingress' && p.published !== undefined
 }
 
 export interface HealthcheckSpec {
@@ -65,6 +82,8 @@ export interface ServiceSpec {
   env: string[]
   labels: Record<string, string>
   ports: PortSpec[]
+  /** Compose `expose:`; with the targets of `ports`, what the service answers on by name */
+  expose?: ExposedPort[]
   healthcheck?: HealthcheckSpec
   mounts: MountSpec[]
   user?: string

@@ -24,6 +24,8 @@ export const MAX_LABEL_LENGTH = 256
 export const MAX_ADDRS = 16
 export const MAX_TASKS_PER_NODE = 2_000
 export const MAX_HISTORY = 5
+/** Every published port of every service, on one node: a TCP and a UDP table of 65 535 is the hard ceiling; far fewer in practice. */
+export const MAX_MESH_PORTS_PER_NODE = 4_096
 export const MAX_STRING = 4096
 /**
  * Highest incarnation a suspect/dead rumour may carry. Without a bound, a rumour at the largest
@@ -49,6 +51,15 @@ function labelsError (v: unknown, what: string): string | null {
   return null
 }
 
+const isPort = (v: unknown): v is number => isInt(v) && v >= 1 && v <= 65535
+
+/** The routing mesh opens published ports on every node: each field must be what it claims. */
+function portOk (p: unknown): boolean {
+  return isObj(p) && isPort(p.target) && (p.published === undefined || isPort(p.published)) &&
+    (p.protocol === 'tcp' || p.protocol === 'udp') && (p.mode === 'ingress' || p.mode === 'host') &&
+    (p.proxyProtocol === undefined || typeof p.proxyProtocol === 'boolean')
+}
+
 function strList (v: unknown, max: number): boolean {
   return Array.isArray(v) && v.length <= max && v.every((s) => isStr(s))
 }
@@ -63,7 +74,9 @@ export function specError (s: unknown): string | null {
   if (!strList(s.env, 1024)) return 'spec.env is invalid'
   const le = labelsError(s.labels, 'spec.labels')
   if (le !== null) return le
-  if (!Array.isArray(s.ports) || s.ports.length > 256 || !s.ports.every((p) => isObj(p) && isInt(p.target) && p.target <= 65535)) return 'spec.ports is invalid'
+  if (!Array.isArray(s.ports) || s.ports.length > 256 || !s.ports.every(portOk)) return 'spec.ports is invalid'
+  if (s.expose !== undefined && (!Array.isArray(s.expose) || s.expose.length > 256 ||
+    !s.expose.every((p) => isObj(p) && isPort(p.target) && (p.protocol === 'tcp' || p.protocol === 'udp')))) return 'spec.expose is invalid'
   if (!Array.isArray(s.mounts) || s.mounts.length > 256 || !s.mounts.every((m) => isObj(m) && isStr(m.target) && isStr(m.source))) return 'spec.mounts is invalid'
   if (s.mode !== 'replicated' && s.mode !== 'global') return 'spec.mode is invalid'
   if (!isInt(s.replicas) || s.replicas > MAX_REPLICAS) return 'spec.replicas is invalid'
@@ -101,6 +114,14 @@ const valueChecks: Record<Family, Check> = {
       if (!isObj(t) || !isStr(t.service, 64) || !isInt(t.slot) || !isStr(t.container, 128) || !isStr(t.state, 16) ||
         !isStr(t.health, 16) || !isInt(t.generation) || !isStr(t.error) || !isInt(t.startedAt) ||
         !Array.isArray(t.history) || t.history.length > MAX_HISTORY) return 'task report entry is invalid'
+    }
+    return null
+  },
+  mesh: (v) => {
+    if (!isObj(v) || !Array.isArray(v.ports) || v.ports.length > MAX_MESH_PORTS_PER_NODE) return 'mesh report is invalid'
+    for (const p of v.ports) {
+      if (!isObj(p) || !isStr(p.service, 64) || !isInt(p.port) || p.port > 65535 || (p.protocol !== 'tcp' && p.protocol !== 'udp') ||
+        !isStr(p.error, 512)) return 'mesh report entry is invalid'
     }
     return null
   }

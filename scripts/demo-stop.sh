@@ -26,6 +26,8 @@ sleep 1
 for id in ${ids:-}; do
   left="$(docker ps -aq --filter "label=p2p-orch.node=$id" 2>/dev/null)"
   if [ -n "$left" ]; then echo "removing containers left by node ${id: -12}"; docker rm -f $left >/dev/null; fi
+  # the node's mesh network (its agent leaves it in place for its running containers)
+  for net in $(docker network ls -q --filter "label=p2p-orch.node=$id" 2>/dev/null); do docker network rm "$net" >/dev/null 2>&1 || true; done
 done
 rm -rf "$DEMO"
 echo "demo cluster stopped"

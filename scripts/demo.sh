@@ -20,7 +20,8 @@ trap 'echo "demo failed; stopping its agents (logs were in $DEMO)" >&2; bash "$r
 
 start_agent() { # index, extra args...
   local i="$1"; shift
-  setsid "$NODE" "$root/cli/main.js" agent --data "$DEMO/n$i" --name "node$i" --listen "/ip4/127.0.0.$((i + 1))/tcp/7946" "$@" \
+  setsid "$NODE" "$root/cli/main.js" agent --data "$DEMO/n$i" --name "node$i" --listen "/ip4/127.0.0.$((i + 1))/tcp/7946" \
+    --ingress-host "127.0.0.$((i + 1))" "$@" \
     >"$DEMO/n$i.log" 2>&1 </dev/null &
   echo $! >"$DEMO/n$i.pid"
   for _ in $(seq 1 100); do [ -S "$DEMO/n$i/control.sock" ] && return 0; sleep 0.1; done
@@ -50,15 +51,21 @@ docker ps --filter label=p2p-orch.service=web --format '{{.Names}}\t{{.Label "p2
   | awk -F'\t' -v ids="$ids" 'BEGIN { n = split(ids, a, "|"); for (i = 1; i <= n; i++) { mine[a[i]] = 1; short[a[i]] = substr(a[i], length(a[i]) - 11) } }
       $2 in mine { printf "%-20s %-14s %-26s %s\n", $1, short[$2], $3, $4; count++ } END { print count " web containers running" }'
 # awk reads all its input (no early exit), so no broken pipe under `set -o pipefail`
-addr="$(docker ps --filter label=p2p-orch.service=web --format '{{.Ports}}' | awk 'NR == 1 { sub(/->.*/, ""); print }')"
-if [ -n "$addr" ]; then echo; echo "== one replica answering over HTTP at $addr:"; "$NODE" -e "fetch('http://$addr/').then(r => r.text()).then(t => process.stdout.write(t))"; fi
-
+echo; echo "== the routing mesh: port 8080 on every node answers, from replicas on any node (each page names its container)"
+for i in 1 2 3; do
+  printf '127.0.0.%s:8080 ->' "$((i + 1))"
+  for _ in 1 2 3 4 5 6; do printf ' %s' "$("$NODE" -e "fetch('http://127.0.0.$((i + 1)):8080/').then(r => r.text()).then(t => process.stdout.write(t.trim()), e => process.stdout.write('failed: ' + e.message))")"; done
+  echo
+done
+worker="$(docker ps -q --filter label=p2p-orch.service=worker | head -1)"
+if [ -n "$worker" ]; then echo; echo "== a worker container reaches web by its name:"; docker exec "$worker" wget -q -O - http://web/ || true; fi
 cat <<TXT
 
 The cluster keeps running. Look around:
   export P2P_ORCH_DATA=$DEMO/n2
   npx p2p-orch nodes          npx p2p-orch services        npx p2p-orch ps web
   npx p2p-orch scale web=3    docker ps --filter label=p2p-orch.service=web
+  curl http://127.0.0.3:8080/    npx p2p-orch inspect web     npx p2p-orch logs worker
   kill -9 \$(cat $DEMO/n3.pid)   # a lost node: watch the survivors take over its replicas
 Logs: $DEMO/n1.log …   Stop everything cleanly:  npm run stop
 TXT

@@ -34,6 +34,8 @@ export interface NodeView {
   /** ms since epoch the node first joined */
   joinedAt: number
   self: boolean
+  /** published ports this node cannot open (e.g. taken by another program) */
+  portErrors: string[]
 }
 
 export interface JoinTokenResponse {
@@ -93,7 +95,30 @@ export interface ServiceView {
   replicas: number
   running: number
   generation: number
+  /** published ports: "8080->80/tcp" (routing mesh, every node), "80/tcp" (host port where a replica runs), "8080->80/tcp (host)" */
   ports: string[]
+  /** nodes that cannot open one of the service's published ports, and why */
+  portErrors: PortError[]
+}
+
+export interface PortError {
+  node: string
+  nodeName: string
+  port: number
+  protocol: 'tcp' | 'udp'
+  error: string
+}
+
+/** A replica this node's routing mesh sends connections to (`inspect`). */
+export interface RouteView {
+  slot: number
+  node: string
+  nodeName: string
+  container: string
+  generation: number
+  local: boolean
+  /** connections open through this node right now */
+  connections: number
 }
 
 export interface TaskView {
@@ -118,4 +143,6 @@ export interface InspectResponse {
   generation: number
   replicas: number
   tasks: TaskView[]
+  /** where the asked node's routing mesh sends this service's connections */
+  routes: RouteView[]
 }

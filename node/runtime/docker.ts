@@ -7,7 +7,7 @@
  */
 import './defer-dockerode-extras.ts' // before dockerode: see there
 import Docker from 'dockerode'
-import type { ServiceSpec } from '../../protocol/spec.ts'
+import { isMeshPort, type ServiceSpec } from '../../protocol/spec.ts'
 import {
   ImageNotFoundError,
   LABEL_GENERATION,
@@ -19,6 +19,8 @@ import {
   type ContainerInfo,
   type ContainerState,
   type CreateRequest,
+  type NetworkInfo,
+  type NetworkRequest,
   type Resources,
   type Runtime,
   type RuntimeEvent
@@ -133,7 +135,7 @@ export class DockerRuntime implements Runtime {
       if (cached && cached.fingerprint === fingerprint(fromRow) && now - cached.fetchedAt < INSPECT_CACHE_TTL_MS) {
         // Status shows health only while the container runs; Docker reports an exited one as unhealthy.
         const health = fromRow.state === 'running' ? fromRow.health : cached.info.health
-        result[i] = { ...cached.info, state: fromRow.state, health, labels: fromRow.labels, name: fromRow.name }
+        result[i] = { ...cached.info, state: fromRow.state, health, labels: fromRow.labels, name: fromRow.name, address: fromRow.address }
       } else {
         toInspect.push(i)
       }
@@ -354,6 +356,52 @@ export class DockerRuntime implements Runtime {
     return demultiplexLogs(Buffer.isBuffer(output) ? output : Buffer.from(String(output)))
   }
 
+  async ensureNetwork(req: NetworkRequest): Promise<NetworkInfo> {
+    const existing = await this.inspectNetwork(req.name)
+    if (existing !== null) return existing
+    try {
+      await this.call('create network', REQUEST_TIMEOUT_MS, () =>
+        this.docker.createNetwork({
+          Name: req.name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: req.labels,
+          Options: { 'com.docker.network.bridge.name': req.bridge }
+        })
+      )
+    } catch (err) {
+      // 409: another call created it meanwhile; the inspect below returns it
+      if (statusOf(err) !== 409) throw new Error(`cannot create network ${req.name}: ${engineMessage(err)}`, { cause: err })
+    }
+    const created = await this.inspectNetwork(req.name)
+    if (created === null) throw new Error(`network ${req.name} vanished right after it was created`)
+    return created
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    try {
+      await this.call('remove network', REQUEST_TIMEOUT_MS, () => this.docker.getNetwork(name).remove())
+    } catch (err) {
+      const status = statusOf(err)
+      // 404: gone already; 403/409: containers still attached (another agent's, or ours being removed)
+      if (status === 404 || status === 403 || status === 409) return
+      throw err
+    }
+  }
+
+  private async inspectNetwork(name: string): Promise<NetworkInfo | null> {
+    let raw: { Id: string; Name: string; IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> }; Options?: Record<string, string> }
+    try {
+      raw = await this.call('inspect network', REQUEST_TIMEOUT_MS, () => this.docker.getNetwork(name).inspect())
+    } catch (err) {
+      if (statusOf(err) === 404) return null
+      throw err
+    }
+    const v4 = (raw.IPAM?.Config ?? []).find(c => c.Subnet !== undefined && c.Subnet.includes('.'))
+    if (v4?.Subnet === undefined || v4.Gateway === undefined) throw new Error(`network ${name} has no IPv4 subnet and gateway`)
+    return { name: raw.Name, id: raw.Id, subnet: v4.Subnet, gateway: v4.Gateway, bridge: raw.Options?.['com.docker.network.bridge.name'] ?? `br-${raw.Id.slice(0, 12)}` }
+  }
+
   /**
    * Runs one API call with a deadline (the request is aborted where dockerode supports it, and the
    * caller stops waiting in any case); connection failures become RuntimeUnavailableError.
@@ -396,7 +444,10 @@ export function createOptions(req: CreateRequest): Docker.ContainerCreateOptions
   for (const port of spec.ports) {
     const key = `${port.target}/${port.protocol}`
     exposed[key] = {}
-    // Like Compose: a port without a published number gets an ephemeral host port.
+    // Published ingress ports are opened by the node's routing mesh, which connects to the
+    // container's own address: only `mode: host` ports are bound on the host, as with Swarm. A port
+    // without a published number gets an ephemeral host port where the replica runs, as Compose does.
+    if (isMeshPort(port)) continue
     ;(bindings[key] ??= []).push({ HostIp: hostIp, HostPort: port.published !== undefined ? String(port.published) : '' })
   }
 
@@ -405,6 +456,8 @@ export function createOptions(req: CreateRequest): Docker.ContainerCreateOptions
     Mounts: spec.mounts.map(mountSettings),
     PortBindings: bindings
   }
+  if (req.network !== undefined) hostConfig.NetworkMode = req.network
+  if (req.dns !== undefined && req.dns.length > 0) hostConfig.Dns = [...req.dns]
   if (spec.limits.cpus !== undefined) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9)
   if (spec.limits.memoryBytes !== undefined) hostConfig.Memory = Math.round(spec.limits.memoryBytes)
   if (spec.reservations.memoryBytes !== undefined) hostConfig.MemoryReservation = Math.round(spec.reservations.memoryBytes)
@@ -490,8 +543,15 @@ function baseInfo(id: string, name: string, image: string, labels: Record<string
     exitCode: null,
     startedAt: 0,
     finishedAt: 0,
-    labels: { ...labels }
+    labels: { ...labels },
+    address: ''
   }
+}
+
+/** The container's IPv4 address: on its mesh network when it has one, else the first it has. */
+function addressOf(networks: Record<string, { IPAddress?: string }> | undefined): string {
+  const all = Object.values(networks ?? {})
+  return all.find(n => typeof n.IPAddress === 'string' && n.IPAddress !== '')?.IPAddress ?? ''
 }
 
 function infoFromInspect(raw: Docker.ContainerInspectInfo): ContainerInfo {
@@ -502,6 +562,7 @@ function infoFromInspect(raw: Docker.ContainerInspectInfo): ContainerInfo {
   info.exitCode = info.state === 'exited' || info.state === 'dead' ? (raw.State?.ExitCode ?? null) : null
   info.startedAt = dockerTime(raw.State?.StartedAt)
   info.finishedAt = dockerTime(raw.State?.FinishedAt)
+  info.address = info.state === 'running' ? addressOf(raw.NetworkSettings?.Networks) : ''
   return info
 }
 
@@ -511,6 +572,7 @@ function infoFromListRow(row: Docker.ContainerInfo): ContainerInfo {
   info.state = toState(row.State)
   info.health = healthFromStatus(row.Status ?? '')
   info.exitCode = info.state === 'exited' ? exitCodeFromStatus(row.Status ?? '') : null
+  info.address = info.state === 'running' ? addressOf(row.NetworkSettings?.Networks) : ''
   return info
 }
 

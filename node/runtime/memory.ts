@@ -28,6 +28,8 @@ import {
   type ContainerInfo,
   type ContainerState,
   type CreateRequest,
+  type NetworkInfo,
+  type NetworkRequest,
   type Resources,
   type Runtime,
   type RuntimeEvent
@@ -64,6 +66,11 @@ export interface MemoryEngineOptions {
   resources?: Resources
   /** clock for startedAt/finishedAt (ms since epoch) */
   now?: () => number
+  /**
+   * The address a running container reports (default ''): tests of the routing mesh point it at
+   * real TCP servers standing in for containers.
+   */
+  addressOf?: (c: { name: string, service: string, slot: number, node: string }) => string
 }
 
 interface PortBinding {
@@ -108,8 +115,11 @@ export class MemoryEngine {
   private nextId = 1
   private readonly containers = new Map<string, MemContainer>()
   private readonly subscribers = new Set<Subscriber>()
+  private readonly networks = new Map<string, NetworkInfo>()
+  private readonly addressOf: NonNullable<MemoryEngineOptions['addressOf']>
 
   constructor(options: MemoryEngineOptions = {}) {
+    this.addressOf = options.addressOf ?? (() => '')
     this.images = new Set([...(options.knownImages ?? DEFAULT_KNOWN_IMAGES)].map(normalizeImage))
     this.resources = { ...(options.resources ?? DEFAULT_MEMORY_RESOURCES) }
     this.now = options.now ?? Date.now
@@ -138,6 +148,25 @@ export class MemoryEngine {
   }
 
   // ---- used by MemoryRuntime --------------------------------------------------------------------
+
+  ensureNetwork(req: NetworkRequest): NetworkInfo {
+    let n = this.networks.get(req.name)
+    if (n === undefined) {
+      // a made-up 10.250.<k>.0/24 per network: unique within this engine, never routed anywhere
+      const k = this.networks.size + 1
+      n = { name: req.name, id: `net${k}`, subnet: `10.250.${k}.0/24`, gateway: `10.250.${k}.1`, bridge: req.bridge }
+      this.networks.set(req.name, n)
+    }
+    return { ...n }
+  }
+
+  removeNetwork(name: string): void {
+    this.networks.delete(name)
+  }
+
+  address(c: ContainerInfo): string {
+    return c.state === 'running' ? this.addressOf({ name: c.name, service: c.service, slot: c.slot, node: c.node }) : ''
+  }
 
   assertUp(): void {
     if (!this.up) throw new RuntimeUnavailableError('the in-memory engine is down (MemoryEngine.setAvailable(false))')
@@ -185,7 +214,7 @@ export class MemoryEngine {
       labels: managedLabels(req),
       spec: structuredClone(spec),
       bindings: spec.ports
-        .filter(p => p.published !== undefined)
+        .filter(p => p.published !== undefined && p.mode === 'host') // ingress ports belong to the mesh
         .map(p => ({ ip: hostIp, port: p.published as number, protocol: p.protocol })),
       state: 'created',
       health: 'none',
@@ -384,13 +413,29 @@ export class MemoryRuntime implements Runtime, TestHooks {
 
   async list(node: string): Promise<ContainerInfo[]> {
     this.engine.assertUp()
-    return this.engine.list(node).map(toInfo)
+    return this.engine.list(node).map(c => this.withAddress(c))
   }
 
   async inspect(id: string): Promise<ContainerInfo | null> {
     this.engine.assertUp()
     const c = this.engine.find(id)
-    return c ? toInfo(c) : null
+    return c ? this.withAddress(c) : null
+  }
+
+  private withAddress(c: Parameters<typeof toInfo>[0]): ContainerInfo {
+    const info = toInfo(c)
+    info.address = this.engine.address(info)
+    return info
+  }
+
+  async ensureNetwork(req: NetworkRequest): Promise<NetworkInfo> {
+    this.engine.assertUp()
+    return this.engine.ensureNetwork(req)
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    this.engine.assertUp()
+    this.engine.removeNetwork(name)
   }
 
   async hasImage(image: string): Promise<boolean> {
@@ -499,7 +544,8 @@ function toInfo(c: MemContainer): ContainerInfo {
     exitCode: c.state === 'exited' || c.state === 'dead' ? c.exitCode : null,
     startedAt: c.startedAt,
     finishedAt: c.finishedAt,
-    labels: { ...c.labels }
+    labels: { ...c.labels },
+    address: ''
   }
 }
 

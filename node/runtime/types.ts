@@ -32,6 +32,8 @@ export interface ContainerInfo {
   finishedAt: number
   /** all labels, including the p2p-orch.* ones */
   labels: Record<string, string>
+  /** the container's IP on its network while it runs ('' when unknown): where the mesh connects */
+  address: string
 }
 
 export interface CreateRequest {
@@ -41,8 +43,29 @@ export interface CreateRequest {
   generation: number
   /** container name, unique per engine */
   name: string
-  /** host IP that published ports bind to (each test node gets its own 127.0.0.N) */
+  /** host IP that `mode: host` published ports bind to (each test node gets its own 127.0.0.N) */
   hostIp?: string
+  /** network to attach the container to (the node's mesh network); default: the engine's default */
+  network?: string
+  /** DNS servers for the container: the node's service-name resolver on its network's gateway */
+  dns?: string[]
+}
+
+/** The node's own bridge network, where its containers live and its resolver and service addresses listen. */
+export interface NetworkRequest {
+  name: string
+  /** the host-side bridge interface name (Linux: at most 15 characters) */
+  bridge: string
+  labels: Record<string, string>
+}
+
+export interface NetworkInfo {
+  name: string
+  id: string
+  /** CIDR, e.g. 172.20.0.0/16 */
+  subnet: string
+  gateway: string
+  bridge: string
 }
 
 export interface RuntimeEvent {
@@ -77,6 +100,10 @@ export interface Runtime {
   events(onEvent: (e: RuntimeEvent) => void): () => void
   /** Container log output (stdout+stderr), last `tail` lines. */
   logs(id: string, tail: number): Promise<string>
+  /** Create the bridge network if it does not exist (same name: reused as it is); returns its addresses. */
+  ensureNetwork(req: NetworkRequest): Promise<NetworkInfo>
+  /** Remove a network; one that is gone or still has containers attached is left alone. */
+  removeNetwork(name: string): Promise<void>
 }
 
 export class RuntimeUnavailableError extends Error {

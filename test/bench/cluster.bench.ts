@@ -27,6 +27,7 @@ import {
   type Agent, freePort, ipFor, metrics, NODE, restartAgent, ROOT, sleep, startAgent,
   startCluster, stopAll, tempDir, removeTempDirs, waitForMembers
 } from '../helpers/agents.ts'
+import { removeNodeArtifacts } from '../helpers/docker.ts'
 
 const QUICK = process.argv.includes('--quick')
 /** `--only convergence,detection,footprint` runs some of the benches (default: all) */
@@ -408,6 +409,7 @@ async function footprint (): Promise<FootprintResult> {
   await sleep(CFG.footprintSettleSeconds * 1000)
   const agentFp = await measureFootprint(agents.map((a) => a.pid), CFG.footprintSeconds)
   await stopAll()
+  await removeNodeArtifacts(agents.map((a) => a.id))
 
   log(`footprint baseline: ${n} bare js-libp2p + gossipsub nodes idle ${CFG.footprintSeconds} s`)
   const psk = randomBytes(32).toString('hex')

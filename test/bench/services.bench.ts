@@ -101,6 +101,9 @@ async function removeMyContainers (): Promise<number> {
   const rows = await docker.listContainers({ all: true, filters: { label: [LABEL_NODE] } })
   const mine = rows.filter((r) => isMine(r.Labels))
   await Promise.all(mine.map(async (r) => { await docker.getContainer(r.Id).remove({ force: true, v: true }).catch(() => {}) }))
+  // and the nodes' mesh networks, once their containers are gone
+  const nets = await docker.listNetworks({ filters: { label: [LABEL_NODE] } })
+  await Promise.all(nets.filter((n) => isMine(n.Labels)).map(async (n) => { await docker.getNetwork(n.Id).remove().catch(() => {}) }))
   return mine.length
 }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import type { ServiceView, TaskView } from '../../node/api/types.ts'
+import { removeNodeArtifacts } from '../helpers/docker.ts'
 import { cli, freePort, kill, removeTempDirs, restartAgent, startAgent, stopAll, tempDir, waitFor, waitForMembers, type Agent } from '../helpers/agents.ts'
 
 const exec = promisify(execFile)
@@ -78,10 +79,7 @@ describe('services on real Docker (3 agents)', () => {
 
   after(async () => {
     await stopAll()
-    for (const id of ids) {
-      const leftovers = await docker('ps', '-aq', '--filter', `label=p2p-orch.node=${id}`)
-      if (leftovers !== '') await docker('rm', '-f', ...leftovers.split('\n'))
-    }
+    await removeNodeArtifacts(ids)
     await removeTempDirs()
   })
 

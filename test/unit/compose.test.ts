@@ -354,6 +354,30 @@ describe('ports', () => {
     expectError(r, 'services.web.ports[1].host_ip', 4, 56, /host IP "10.0.0.1"/)
   })
 
+  test('x-p2p-orch proxy_protocol on a published ingress port; an error elsewhere', () => {
+    const s = one(web('    ports:', '      - {target: 80, published: 8080, x-p2p-orch: {proxy_protocol: true}}', '      - {target: 81, published: 8081, x-p2p-orch: {proxy_protocol: v2}}', '      - {target: 82, published: 8082, x-p2p-orch: {proxy_protocol: false}}'))
+    assert.deepEqual(s.ports, [
+      { target: 80, published: 8080, protocol: 'tcp', mode: 'ingress', proxyProtocol: true },
+      { target: 81, published: 8081, protocol: 'tcp', mode: 'ingress', proxyProtocol: true },
+      { target: 82, published: 8082, protocol: 'tcp', mode: 'ingress' }
+    ])
+    const r = run(web('    ports:', '      - {target: 80, published: 8080, mode: host, x-p2p-orch: {proxy_protocol: true}}', '      - {target: 81, published: 8081, x-p2p-orch: {proxy_protocol: maybe}}', '      - {target: 82, published: 8082, x-p2p-orch: {nope: 1}}'))
+    expectError(r, 'services.web.ports[0].x-p2p-orch.proxy_protocol', 5, undefined, /published ingress ports only/)
+    expectError(r, 'services.web.ports[1].x-p2p-orch.proxy_protocol', 6, undefined, /must be true, false or "v2"/)
+    expectError(r, 'services.web.ports[2].x-p2p-orch.nope', 7, undefined, 'unknown key')
+  })
+
+  test('expose: container ports reached by name', () => {
+    assert.deepEqual(one(web('    expose: ["3000", "53/udp", 8080]')).expose, [
+      { target: 3000, protocol: 'tcp' }, { target: 53, protocol: 'udp' }, { target: 8080, protocol: 'tcp' }
+    ])
+    assert.equal(one(web()).expose, undefined)
+    const r = run(web('    expose: ["3000-3005", 0, "x"]'))
+    expectError(r, 'services.web.expose[0]', 4, 14, /container port like "3000"/)
+    expectError(r, 'services.web.expose[1]', 4, undefined, /not a port number/)
+    expectError(r, 'services.web.expose[2]', 4, undefined, /container port like "3000"/)
+  })
+
   test('two services cannot publish the same ingress port', () => {
     const r = run(y('services:', '  a: {image: x, ports: ["8080:80"]}', '  b:', '    image: x', '    ports: ["8080:81", "8080:82/udp"]'))
     expectError(r, 'services.b.ports[0]', 5, 13, 'published port 8080/tcp is already used by service "a"')
