@@ -45,6 +45,8 @@ export interface MeshOpen {
   proto: MeshTransport
   /** the proxied client, for the PROXY protocol header and for logs */
   client: MeshEndpoint
+  /** the address the client connected to (the ingress node's), for the PROXY protocol header */
+  dest?: MeshEndpoint
   /** prepend a PROXY protocol v2 header before the client's first byte */
   proxyProtocol: boolean
 }
@@ -142,9 +144,8 @@ function decodeFrame (bytes: Uint8Array, what: string): Record<string, unknown> 
     throw new WireError(`undecodable mesh ${what}: ${(err as Error).message}`)
   }
   if (!isPlainObject(msg)) throw new WireError(`mesh ${what} is not a map`)
-  const f = msg
-  if (f.v !== MESH_VERSION) throw new WireError(`unsupported mesh ${what} version ${typeof f.v === 'number' ? f.v : typeof f.v}`)
-  return f
+  if (msg.v !== MESH_VERSION) throw new WireError(`unsupported mesh ${what} version ${typeof msg.v === 'number' ? msg.v : typeof msg.v}`)
+  return msg
 }
 
 /** Checks an open's fields; returns the first problem, or null. */
@@ -158,6 +159,11 @@ function openProblem (o: Record<string, unknown>): string | null {
   const { addr, port } = c
   if (typeof addr !== 'string' || parseIpLiteral(addr) === null) return 'bad client address'
   if (!isPort(port)) return 'bad client port'
+  if (o.dest !== undefined) {
+    const d = o.dest
+    if (!isPlainObject(d) || typeof d.addr !== 'string' || parseIpLiteral(d.addr) === null) return 'bad destination address'
+    if (!isPort(d.port) && d.port !== 0) return 'bad destination port'
+  }
   return null
 }
 
@@ -171,6 +177,7 @@ export function encodeMeshOpen (o: MeshOpen): Uint8Array {
     target: o.target,
     proto: o.proto,
     client: { addr: o.client.addr, port: o.client.port },
+    ...(o.dest !== undefined ? { dest: { addr: o.dest.addr, port: o.dest.port } } : {}),
     proxyProtocol: o.proxyProtocol
   })
   if (bytes.length > MAX_MESH_FRAME_BYTES) throw new WireError(`mesh open of ${bytes.length} bytes exceeds the ${MAX_MESH_FRAME_BYTES}-byte limit`)
@@ -189,6 +196,7 @@ export function decodeMeshOpen (bytes: Uint8Array): MeshOpen {
     target: f.target as number,
     proto: f.proto as MeshTransport,
     client: { addr: client.addr, port: client.port },
+    ...(f.dest !== undefined ? { dest: { addr: (f.dest as MeshEndpoint).addr, port: (f.dest as MeshEndpoint).port } } : {}),
     proxyProtocol: f.proxyProtocol as boolean
   }
 }

@@ -9,6 +9,7 @@
  * - A replica whose connect just failed sits out FAILED_ENDPOINT_COOLDOWN_MS (passive health
  *   check): the cluster state may not have caught up yet with a replica that died a moment ago.
  * - `pick` takes the replicas already tried for this connection, so a retry goes elsewhere.
+ * - Round-robin keeps a cursor per service (a few bytes each, one per service name seen).
  *
  * No IO; the clock is passed in.
  */
@@ -27,7 +28,8 @@ export class Balancer {
   private readonly self: string
   private readonly outstanding = new Map<string, number>()
   private readonly failedUntil = new Map<string, number>()
-  private turn = 0
+  /** per service: where the next round-robin walk starts */
+  private readonly cursor = new Map<string, number>()
 
   constructor (self: string) {
     this.self = self
@@ -42,10 +44,17 @@ export class Balancer {
     const pool = healthy.length > 0 ? healthy : fresh
     let best = Infinity
     for (const e of pool) best = Math.min(best, this.load(e))
-    const least = pool.filter((e) => this.load(e) === best)
-    const chosen = least[this.turn % least.length]
-    this.turn = (this.turn + 1) % 1_000_000_007
-    return chosen
+    // Walk the list from where the last pick for this service stopped, and take the first of the
+    // least loaded: a replica passed over because it was busy a moment ago is next in line.
+    const service = pool[0].service
+    const start = (this.cursor.get(service) ?? 0) % pool.length
+    for (let k = 0; k < pool.length; k++) {
+      const i = (start + k) % pool.length
+      if (this.load(pool[i]) !== best) continue
+      this.cursor.set(service, i + 1)
+      return pool[i]
+    }
+    return pool[start]
   }
 
   private load (e: Endpoint): number {

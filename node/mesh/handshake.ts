@@ -38,12 +38,23 @@ export interface MeshRequest {
 /** Errors of the length-prefixed reader that mean the peer sent a malformed frame, not that it went away. */
 const MALFORMED_FRAME_ERRORS = new Set(['InvalidDataLengthError', 'InvalidMessageLengthError', 'InvalidDataLengthLengthError'])
 
+/**
+ * The error to report for a failed handshake step. Waiting for 'drain' rejects with the stream's
+ * 'close' event itself when the stream closes meanwhile; report the error it carries instead.
+ */
+function asError (err: unknown): Error {
+  if (err instanceof Error) return err
+  const carried = (err as { error?: unknown } | null)?.error
+  return carried instanceof Error ? carried : new Error('the mesh stream closed during the handshake')
+}
+
 async function readFrame (lp: LengthPrefixedStream<Stream>, signal: AbortSignal): Promise<Uint8Array> {
   try {
     return (await lp.read({ signal })).subarray()
   } catch (err) {
-    if (MALFORMED_FRAME_ERRORS.has((err as Error).name)) throw new WireError(`malformed mesh frame: ${(err as Error).message}`)
-    throw err
+    const e = asError(err)
+    if (MALFORMED_FRAME_ERRORS.has(e.name)) throw new WireError(`malformed mesh frame: ${e.message}`)
+    throw e
   }
 }
 
@@ -62,14 +73,16 @@ export async function openMeshStream (host: Host, peer: PeerId, open: MeshOpen, 
     if (!reply.ok) throw new MeshRefusedError(reply.reason)
     return lp.unwrap()
   } catch (err) {
-    stream.abort(err as Error)
-    throw err
+    const e = asError(err)
+    stream.abort(e)
+    throw e
   }
 }
 
 /**
  * Reads the open frame of an inbound mesh stream. Throws WireError when it is malformed (the
- * caller counts it and resets the stream), or the stream's error if it ends first.
+ * caller counts it and resets the stream), or the stream's error if it ends first. `signal` also
+ * bounds the reply that accept() or refuse() writes; a failed reply aborts the stream.
  */
 export async function acceptMeshStream (stream: Stream, signal: AbortSignal): Promise<MeshRequest> {
   const lp = lpStream(stream, { maxDataLength: MAX_MESH_FRAME_BYTES })
@@ -86,8 +99,9 @@ export async function acceptMeshStream (stream: Stream, signal: AbortSignal): Pr
       try {
         await lp.write(encodeMeshReply({ ok: true }), { signal })
       } catch (err) {
-        stream.abort(err as Error)
-        throw err
+        const e = asError(err)
+        stream.abort(e)
+        throw e
       }
       return lp.unwrap()
     },
@@ -97,8 +111,9 @@ export async function acceptMeshStream (stream: Stream, signal: AbortSignal): Pr
         await lp.write(encodeMeshReply({ ok: false, reason }), { signal })
         await stream.close({ signal })
       } catch (err) {
-        stream.abort(err as Error)
-        throw err
+        const e = asError(err)
+        stream.abort(e)
+        throw e
       }
     }
   }

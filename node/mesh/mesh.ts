@@ -132,6 +132,7 @@ export class Mesh {
     await this.refreshing.catch(() => {})
     for (const l of this.listeners.values()) this.closeListener(l)
     this.listeners.clear()
+    this.router.abortAll()
     await this.discovery?.stop()
     await this.remote.stop()
   }

@@ -24,9 +24,9 @@ import type { Socket } from 'node:net'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
 export interface SpliceResult {
-  /** bytes read from the socket and sent on (for spliceSockets: bytes from `a` to `b`) */
+  /** bytes read from the socket and sent on the stream (for spliceSockets: from `a` to `b`) */
   bytesToStream: number
-  /** bytes received and written to the socket (for spliceSockets: bytes from `b` to `a`) */
+  /** bytes received on the stream and written to the socket (for spliceSockets: from `b` to `a`) */
   bytesToSocket: number
   /** set when the connection ended abruptly: the first error or reset seen */
   error?: Error
@@ -93,8 +93,9 @@ function prepare (socket: Socket): void {
 }
 
 /**
- * Splices `socket` and `stream` until both directions are finished. Resolves (never rejects)
- * once the socket and the stream are both closed; `error` says whether that was abrupt.
+ * Splices `socket` and `stream` until both directions are finished. Resolves once the socket and
+ * the stream are both closed; `error` says whether that was abrupt. Rejects only with a TypeError,
+ * for a socket made without `allowHalfOpen`.
  */
 export async function spliceSocketStream (socket: Socket, stream: Stream): Promise<SpliceResult> {
   prepare(socket)
@@ -139,7 +140,6 @@ export async function spliceSocketStream (socket: Socket, stream: Stream): Promi
 
     // ---- socket → stream
     const onSocketData = (chunk: Buffer): void => {
-      result.bytesToStream += chunk.byteLength
       let more: boolean
       try {
         more = stream.send(chunk)
@@ -147,6 +147,7 @@ export async function spliceSocketStream (socket: Socket, stream: Stream): Promi
         fail(asError(err, 'stream send failed'))
         return
       }
+      result.bytesToStream += chunk.byteLength
       if (!more) {
         // not stream.onDrain(): in @libp2p/utils 7 its promise stays resolved after the first drain
         waitingStreamDrain = true
@@ -167,8 +168,8 @@ export async function spliceSocketStream (socket: Socket, stream: Stream): Promi
     // ---- stream → socket
     const onStreamMessage = (evt: StreamMessageEvent): void => {
       const data = evt.data
-      result.bytesToSocket += data.byteLength
       if (socketEndCalled || socket.destroyed) return
+      result.bytesToSocket += data.byteLength
       let more = true
       if (data instanceof Uint8Array) {
         more = socket.write(data)
@@ -282,8 +283,8 @@ export async function spliceSockets (a: Socket, b: Socket): Promise<SpliceResult
     }
     const forward = (from: Socket, to: Socket, count: (n: number) => void): void => {
       from.on('data', (chunk: Buffer) => {
-        count(chunk.byteLength)
         if (to.destroyed || to.writableEnded) return
+        count(chunk.byteLength)
         if (!to.write(chunk)) {
           from.pause()
           to.once('drain', () => { if (!from.destroyed) from.resume() })

@@ -93,7 +93,7 @@ export class RemoteEndpoint {
       await this.serveUdp(open, req)
       return
     }
-    const local = await this.d.router.connectLocal({ service: open.service, target: open.target, proxyProtocol: open.proxyProtocol }, open.client, { addr: '0.0.0.0', port: open.target })
+    const local = await this.d.router.connectLocal({ service: open.service, target: open.target, proxyProtocol: open.proxyProtocol }, open.client, open.dest ?? { addr: '0.0.0.0', port: 0 })
     if (local === null) {
       this.d.counters.inc('mesh_streams_refused_total')
       await req.refuse(`no running replica of ${open.service} on this node`)
@@ -107,7 +107,7 @@ export class RemoteEndpoint {
       throw err
     }
     this.d.counters.inc('mesh_streams_accepted_total')
-    await this.d.router.track(local.endpoint, () => spliceSocketStream(local.socket, raw))
+    await this.d.router.track(local.endpoint, () => spliceSocketStream(local.socket, raw), () => { raw.abort(new Error('node stopping')); local.socket.resetAndDestroy() })
   }
 
   /** A UDP flow: datagrams framed on the stream, one local UDP socket connected to the replica. */

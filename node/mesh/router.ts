@@ -90,6 +90,8 @@ function startSplice<T> (client: Socket, splice: Promise<T>): Promise<T> {
 
 export class Router {
   private readonly d: RouterDeps
+  /** how to reset each connection being spliced */
+  private readonly active = new Set<() => void>()
 
   constructor (deps: RouterDeps) {
     this.d = deps
@@ -146,14 +148,14 @@ export class Router {
       if (e.node === this.d.self) {
         const backend = await this.dialContainer(e, target, from, dest)
         if (backend === null) continue
-        await this.track(e, () => startSplice(client, spliceSockets(client, backend)))
+        await this.track(e, () => startSplice(client, spliceSockets(client, backend)), () => { client.resetAndDestroy(); backend.resetAndDestroy() })
         return
       }
-      const open: MeshOpen = { v: 1, service: target.service, target: target.target, proto: 'tcp', client: from, proxyProtocol: target.proxyProtocol }
+      const open: MeshOpen = { v: 1, service: target.service, target: target.target, proto: 'tcp', client: from, dest, proxyProtocol: target.proxyProtocol }
       try {
         const stream = await openMeshStream(this.d.host, peerIdFromString(e.node), open, AbortSignal.timeout(REMOTE_CONNECT_TIMEOUT_MS))
         this.d.counters.inc('mesh_remote_streams_opened_total')
-        await this.track(e, () => startSplice(client, spliceSocketStream(client, stream)))
+        await this.track(e, () => startSplice(client, spliceSocketStream(client, stream)), () => { stream.abort(new Error('node stopping')); client.resetAndDestroy() })
         return
       } catch (err) {
         this.d.counters.inc('mesh_connect_failures_total')
@@ -166,9 +168,13 @@ export class Router {
     if (!client.destroyed) client.resetAndDestroy()
   }
 
-  /** Count a connection to `e` (balancer, drain, metrics) for as long as `run` splices it. */
-  async track (e: Endpoint, run: () => Promise<{ bytesToStream: number, bytesToSocket: number }>): Promise<void> {
+  /**
+   * Count a connection to `e` (balancer, drain, metrics) for as long as `run` splices it;
+   * `abort` resets both sides when the node stops.
+   */
+  async track (e: Endpoint, run: () => Promise<{ bytesToStream: number, bytesToSocket: number }>, abort: () => void): Promise<void> {
     const local = e.node === this.d.self
+    this.active.add(abort)
     this.d.balancer.opened(e)
     if (local) this.d.track(e.container, 1)
     this.d.counters.inc('mesh_connections_total')
@@ -177,8 +183,21 @@ export class Router {
       this.d.counters.inc('mesh_bytes_in_total', r.bytesToStream)
       this.d.counters.inc('mesh_bytes_out_total', r.bytesToSocket)
     } finally {
+      this.active.delete(abort)
       this.d.balancer.closed(e)
       if (local) this.d.track(e.container, -1)
     }
+  }
+
+  /**
+   * Reset every connection this node is splicing. A graceful libp2p stop would close each mesh
+   * stream's writable end, which the far side cannot tell from the client's own FIN (an upload
+   * would look complete); a reset says what happened.
+   */
+  abortAll (): void {
+    for (const abort of [...this.active]) {
+      try { abort() } catch {}
+    }
+    this.active.clear()
   }
 }

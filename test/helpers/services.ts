@@ -94,6 +94,8 @@ export interface StartSvcNodeOptions {
   dataDir?: string
   /** join the cluster with the first node's token (ignored for a data dir that already joined) */
   join?: boolean
+  /** where the node's routing mesh opens published ports (default all interfaces) */
+  ingressHost?: string
 }
 
 /**
@@ -155,7 +157,8 @@ export class ServiceCluster {
       name,
       labels,
       runtime,
-      ...(join !== undefined ? { join } : {})
+      ...(join !== undefined ? { join } : {}),
+      ...(o.ingressHost !== undefined ? { ingressHost: o.ingressHost } : {})
     })
     this.started.add(node)
     if (this.token === '') this.token = node.joinToken(true)
