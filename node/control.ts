@@ -64,33 +64,45 @@ export class ControlServer {
   }
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://local')
     const send = (status: number, body: unknown): void => {
       if (res.headersSent) { res.end(); return }
       const text = typeof body === 'string' ? body : JSON.stringify(body)
       res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' })
       res.end(text)
     }
-    if (!url.pathname.startsWith(API_PREFIX)) { send(404, { error: `unknown path ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
-    const m = this.match(req.method ?? 'GET', url.pathname.slice(API_PREFIX.length))
-    if (m === null) { send(404, { error: `unknown endpoint ${req.method} ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
+    // The error boundary covers everything about the request, the URL included: nothing a caller
+    // sends may take the agent down.
     try {
+      const url = new URL(req.url ?? '/', 'http://local')
+      if (!url.pathname.startsWith(API_PREFIX)) { send(404, { error: `unknown path ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
+      const m = this.match(req.method ?? 'GET', url.pathname.slice(API_PREFIX.length))
+      if (m === null) { send(404, { error: `unknown endpoint ${req.method} ${url.pathname}`, kind: 'user' } satisfies ApiError); return }
       const body = await this.readBody(req)
       const result = await m.route.handler({ params: m.params, query: url.searchParams, body, res })
       if (!res.writableEnded) send(200, result ?? null)
     } catch (err) {
       if (err instanceof UserError) {
         send(400, { error: err.message, kind: 'user' } satisfies ApiError)
+      } else if (err instanceof URIError || (err as Error).name === 'TypeError' && /Invalid URL/.test((err as Error).message)) {
+        send(400, { error: `malformed request path: ${(err as Error).message}`, kind: 'user' } satisfies ApiError)
       } else {
         this.logger.error({ err }, 'control API request failed')
-        send(500, { error: (err as Error).message, kind: 'internal' } satisfies ApiError)
+        try { send(500, { error: (err as Error).message, kind: 'internal' } satisfies ApiError) } catch {}
       }
     }
   }
 
+  /** Serve one request; a failure the boundary above cannot answer is logged, never thrown. */
+  private serve (req: IncomingMessage, res: ServerResponse): void {
+    this.handle(req, res).catch((err) => {
+      this.logger.error({ err }, 'control API response failed')
+      res.destroy()
+    })
+  }
+
   async listen (socketPath: string): Promise<void> {
     await rm(socketPath, { force: true })
-    const server = createServer((req, res) => { void this.handle(req, res) })
+    const server = createServer((req, res) => { this.serve(req, res) })
     this.servers.push(server)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -112,7 +124,7 @@ export class ControlServer {
         res.end(JSON.stringify({ error: 'missing or wrong API token (set P2P_ORCH_API_TOKEN to the content of the node\'s api.token)', kind: 'user' } satisfies ApiError))
         return
       }
-      void this.handle(req, res)
+      this.serve(req, res)
     })
     this.servers.push(server)
     await new Promise<void>((resolve, reject) => {

@@ -18,6 +18,14 @@ export interface Hlc {
  */
 export const MAX_CLOCK_DRIFT_MS = 60_000
 
+/**
+ * Largest logical counter accepted from anyone. The counter counts events within one millisecond
+ * of one clock: a million is already far beyond any real burst. Without a bound, a record stamped
+ * near 2^53 would push every receiver's clock to an unsafe integer, and its next writes would be
+ * refused by its peers.
+ */
+export const MAX_HLC_LOGICAL = 2 ** 31
+
 export const ZERO_HLC: Hlc = { wall: 0, logical: 0 }
 
 export function compareHlc (a: Hlc, b: Hlc): number {
@@ -42,7 +50,7 @@ export function receive (clock: Hlc, remote: Hlc, now: number): Hlc {
   return { wall, logical }
 }
 
-/** True if `remote` is too far in the future to be accepted (see MAX_CLOCK_DRIFT_MS). */
+/** True if `remote` is too far in the future to be accepted (see MAX_CLOCK_DRIFT_MS), or its counter is out of range. */
 export function isTooFarAhead (remote: Hlc, now: number): boolean {
-  return remote.wall > now + MAX_CLOCK_DRIFT_MS
+  return remote.wall > now + MAX_CLOCK_DRIFT_MS || !Number.isSafeInteger(remote.logical) || remote.logical > MAX_HLC_LOGICAL
 }

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { compareHlc, isTooFarAhead, MAX_CLOCK_DRIFT_MS, receive, tick, ZERO_HLC, type Hlc } from '../../protocol/hlc.ts'
+import { compareHlc, isTooFarAhead, MAX_CLOCK_DRIFT_MS, MAX_HLC_LOGICAL, receive, tick, ZERO_HLC, type Hlc } from '../../protocol/hlc.ts'
 
 /**
  * Wall times are drawn from a tiny range half the time, so equal walls (the logical-counter
@@ -97,5 +97,14 @@ describe('HLC', () => {
     }), { numRuns: 1000 })
     assert.equal(isTooFarAhead({ wall: 1000 + MAX_CLOCK_DRIFT_MS, logical: 99 }, 1000), false)
     assert.equal(isTooFarAhead({ wall: 1001 + MAX_CLOCK_DRIFT_MS, logical: 0 }, 1000), true)
+  })
+
+  it('refuses a logical counter beyond MAX_HLC_LOGICAL (a record stamped near 2^53 would poison every clock)', () => {
+    assert.equal(isTooFarAhead({ wall: 1000 + 59_000, logical: 2 ** 53 - 1 }, 1000), true)
+    assert.equal(isTooFarAhead({ wall: 1000, logical: MAX_HLC_LOGICAL + 1 }, 1000), true)
+    assert.equal(isTooFarAhead({ wall: 1000, logical: MAX_HLC_LOGICAL }, 1000), false)
+    // what an accepted record can do to our clock stays far from unsafe integers
+    const c = receive({ wall: 1000, logical: 0 }, { wall: 1000, logical: MAX_HLC_LOGICAL }, 1000)
+    assert.ok(Number.isSafeInteger(c.logical + 1_000_000))
   })
 })
