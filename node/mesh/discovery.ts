@@ -15,18 +15,16 @@
  * Needs root (adding addresses to the bridge, binding port 53) and the `ip` command (iproute2).
  * Without them the node says so once and runs without discovery; published ports still work.
  */
-import { execFile } from 'node:child_process'
 import { createServer, type Server } from 'node:net'
-import { promisify } from 'node:util'
 import type { ServiceSpec } from '../../protocol/spec.ts'
 import type { Logger } from '../logger.ts'
 import type { Counters } from '../metrics.ts'
 import type { NetworkInfo, Runtime } from '../runtime/types.ts'
 import { DnsResponder, readUpstreams } from './dns.ts'
 import type { Router } from './router.ts'
+import { childProcess } from './lazy-builtins.ts'
 import { UdpIngress, type UdpDeps } from './udp.ts'
 
-const run = promisify(execFile)
 
 /** Port the resolver answers on: the standard DNS port, where Docker's embedded resolver forwards. */
 const DNS_PORT = 53
@@ -89,12 +87,19 @@ export class Discovery {
   /** stack of each service, for `<service>.<stack>` names */
   private readonly stacks = new Map<string, string>()
   private syncing: Promise<void> = Promise.resolve()
+  /** the services last seen, applied once discovery is active */
+  private specs: ServiceSpec[] = []
+  private activated = false
+  private activation: Promise<void> = Promise.resolve()
 
   constructor (deps: DiscoveryDeps) {
     this.d = deps
   }
 
-  /** Create (or reuse) the node's network and start the resolver on its gateway. */
+  /**
+   * Create (or reuse) the node's network. The resolver and the service addresses start with the
+   * node's first container (`containerNetwork()`): a node that runs none needs neither.
+   */
   async start (): Promise<void> {
     const names = networkNames(this.d.self)
     try {
@@ -103,33 +108,54 @@ export class Discovery {
       this.d.logger.warn({ error: (err as Error).message }, 'cannot create the node network: containers use the engine default network, without service discovery')
       return
     }
+    // Adding addresses to the bridge and binding port 53 need root (or CAP_NET_ADMIN and
+    // CAP_NET_BIND_SERVICE, which a non-root agent rarely has): say so now, not at the first query.
+    if (process.getuid?.() !== 0) {
+      this.d.logger.warn('service discovery is off on this node: it needs root (service addresses on the node network, a resolver on port 53); published ports still work')
+      return
+    }
+    this.enabled = true
+  }
+
+  private async activate (): Promise<void> {
+    const network = this.network
+    if (network === undefined) return
     try {
-      await this.ip(['link', 'set', this.network.bridge, 'up'])
       const dns = new DnsResponder({
-        host: this.network.gateway,
+        host: network.gateway,
         port: DNS_PORT,
-        lookup: (name) => this.lookup(name),
+        lookup: (name: string) => this.lookup(name),
         upstreams: await readUpstreams(),
         logger: this.d.logger,
         counters: this.d.counters
       })
       await dns.start()
       this.dns = dns
-      this.enabled = true
-      this.d.logger.info({ network: this.network.name, subnet: this.network.subnet, dns: this.network.gateway }, 'service discovery on the node network')
+      this.d.logger.info({ network: network.name, subnet: network.subnet, dns: network.gateway }, 'service discovery on the node network')
+      await this.sync(this.specs)
     } catch (err) {
-      this.d.logger.warn({ error: (err as Error).message }, 'service discovery is off on this node (it needs root and the ip command); published ports still work')
+      this.enabled = false
+      this.d.logger.warn({ error: (err as Error).message }, 'service discovery is off on this node; published ports still work')
     }
   }
 
   /** What new containers attach to: the node network, with our resolver when discovery runs. */
   containerNetwork (): { network: string, dns: string[] } | undefined {
     if (this.network === undefined) return undefined
+    if (this.enabled && !this.activated) {
+      this.activated = true
+      this.activation = this.activate()
+    }
     return { network: this.network.name, dns: this.enabled ? [this.network.gateway] : [] }
   }
 
   private async ip (args: string[]): Promise<void> {
-    await run('ip', args, { timeout: IP_COMMAND_TIMEOUT_MS })
+    await new Promise<void>((resolve, reject) => {
+      childProcess().execFile('ip', args, { timeout: IP_COMMAND_TIMEOUT_MS }, (err, _stdout, stderr) => {
+        if (err === null) resolve()
+        else reject(new Error(`ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`))
+      })
+    })
   }
 
   lookup (name: string): string[] | null {
@@ -143,12 +169,14 @@ export class Discovery {
 
   /** Bring the virtual addresses and their listeners in line with the services (serialised). */
   sync (specs: ServiceSpec[]): Promise<void> {
+    this.specs = specs
+    if (this.dns === undefined) return Promise.resolve()
     this.syncing = this.syncing.then(async () => { await this.apply(specs) }, async () => { await this.apply(specs) })
     return this.syncing
   }
 
   private async apply (specs: ServiceSpec[]): Promise<void> {
-    if (!this.enabled || this.network === undefined) return
+    if (!this.enabled || this.network === undefined || this.dns === undefined) return
     const wanted = new Map<string, ServiceSpec>()
     for (const s of specs) {
       this.stacks.set(s.name, s.stack)
@@ -211,6 +239,7 @@ export class Discovery {
   }
 
   async stop (): Promise<void> {
+    await this.activation.catch(() => {})
     await this.syncing.catch(() => {})
     for (const [service, addr] of [...this.byService]) await this.release(service, addr, true)
     await this.dns?.stop()

@@ -13,7 +13,8 @@
  * over TCP too.
  */
 import { randomInt } from 'node:crypto'
-import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram'
+import type { RemoteInfo, Socket as UdpSocket } from 'node:dgram'
+import { dgram } from './lazy-builtins.ts'
 import { readFile } from 'node:fs/promises'
 import { BlockList, connect, createServer, isIP, isIPv4, isIPv6, type Server, type Socket as TcpSocket } from 'node:net'
 import {
@@ -369,7 +370,7 @@ export class DnsResponder {
 
   private bindUdp (port: number): Promise<UdpSocket> {
     return new Promise((resolve, reject) => {
-      const sock = createSocket({ type: isIPv6(this.host) ? 'udp6' : 'udp4' })
+      const sock = dgram().createSocket({ type: isIPv6(this.host) ? 'udp6' : 'udp4' })
       const failed = (err: Error): void => {
         try { sock.close() } catch { /* never bound */ }
         reject(this.listenError('udp', port, err))
@@ -667,7 +668,7 @@ export class DnsResponder {
   /** A socket of its own per exchange, connected, so the kernel drops datagrams from anyone else. */
   private exchangeUdp (upstream: Upstream, out: Buffer, judge: (reply: Buffer) => Verdict): Promise<Buffer | null> {
     return this.exchange(upstream, (finish) => {
-      const sock = createSocket(upstream.family === 6 ? 'udp6' : 'udp4')
+      const sock = dgram().createSocket(upstream.family === 6 ? 'udp6' : 'udp4')
       sock.on('error', (err) => finish(null, err.message))
       sock.on('message', (reply) => {
         const verdict = judge(reply)

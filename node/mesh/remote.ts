@@ -8,7 +8,8 @@
  * counted; a request for a service or port we do not serve is refused and counted.
  */
 import type { Connection, Stream } from '@libp2p/interface'
-import { createSocket, type Socket as UdpSocket } from 'node:dgram'
+import type { Socket as UdpSocket } from 'node:dgram'
+import { dgram } from './lazy-builtins.ts'
 import { WireError } from '../../protocol/codec.ts'
 import type { MeshOpen } from '../../protocol/mesh.ts'
 import { MESH_PROTOCOL } from '../../protocol/mesh.ts'
@@ -119,7 +120,7 @@ export class RemoteEndpoint {
       return
     }
     const stream = await req.accept()
-    const sock: UdpSocket = createSocket(target.addr.includes(':') ? 'udp6' : 'udp4')
+    const sock: UdpSocket = dgram().createSocket(target.addr.includes(':') ? 'udp6' : 'udp4')
     const reader = new DatagramReader()
     let idle: NodeJS.Timeout | undefined
     const close = (): void => {

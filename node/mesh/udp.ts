@@ -5,7 +5,8 @@
  * client sees one peer. A local replica gets a UDP socket of ours connected to it; a remote one a
  * mesh stream carrying length-prefixed datagrams (datagrams.ts).
  */
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import type { RemoteInfo, Socket } from 'node:dgram'
+import { dgram } from './lazy-builtins.ts'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from '../logger.ts'
@@ -53,7 +54,7 @@ export class UdpIngress {
   }
 
   async listen (host: string): Promise<void> {
-    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false })
+    const socket = dgram().createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false })
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject)
       socket.bind(this.port.published, host, () => { socket.off('error', reject); resolve() })
@@ -135,7 +136,7 @@ export class UdpIngress {
         if (e.node === this.d.self) {
           const addr = await this.d.addressOf(e.container)
           if (addr === '') throw new Error('replica has no address')
-          const s = createSocket(addr.includes(':') ? 'udp6' : 'udp4')
+          const s = dgram().createSocket(addr.includes(':') ? 'udp6' : 'udp4')
           await new Promise<void>((resolve, reject) => { s.once('error', reject); s.connect(this.port.target, addr, () => { s.off('error', reject); resolve() }) })
           s.on('message', (m) => { this.reply(rinfo, m) })
           s.on('error', () => {})
