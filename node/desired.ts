@@ -1,10 +1,11 @@
 /**
  * The desired-state view the reconciler and the control API share: services with their scale,
- * placement nodes, and the placement result — all derived from the merged state, never stored.
+ * placement nodes, where replicas run now, and the placement result — all derived from the merged
+ * state, never stored.
  */
-import { placeAll } from '../placement/placement.ts'
-import type { PlacementNode, PlacementResult, PlacementService } from '../placement/types.ts'
-import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
+import { globalKey, placeAll, slotKey } from '../placement/placement.ts'
+import type { CurrentAssignment, PlacementNode, PlacementResult, PlacementService, SlotHolder } from '../placement/types.ts'
+import { key, type ScaleRecord, type ServiceRecord, type TaskReport } from '../protocol/keys.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 import { nodeViews } from './views.ts'
@@ -51,7 +52,35 @@ export function effectiveSpec (spec: ServiceSpec): ServiceSpec {
   return { ...spec, maxReplicasPerNode: spec.maxReplicasPerNode === 0 ? 1 : Math.min(1, spec.maxReplicasPerNode) }
 }
 
+/**
+ * Where slots run now, from the task reports of the alive nodes, for placement to keep them there
+ * (scaling and membership changes then move only what they must). A task its node is handing over
+ * or stopping (desired 'shutdown') does not hold its slot: it already belongs to another node. A
+ * holder is ready once its replica runs (healthy, when it has a healthcheck — the reconciler reports
+ * 'running' only then) or has completed for good; until then its slot counts as a move in flight,
+ * and placement does not rebalance the service.
+ */
+export function currentAssignment (state: ClusterState, nodes: readonly PlacementNode[], svcs: readonly ServiceState[]): CurrentAssignment {
+  const alive = new Set(nodes.filter((n) => n.alive).map((n) => n.id))
+  const global = new Set(svcs.filter((s) => s.spec.mode === 'global').map((s) => s.spec.name))
+  const out = new Map<string, SlotHolder[]>()
+  for (const [node, report] of state.family<TaskReport | null>('tasks')) {
+    if (report === null || !alive.has(node)) continue
+    for (const t of report.tasks) {
+      if (t.desired === 'shutdown') continue
+      const k = global.has(t.service) ? globalKey(t.service, node) : slotKey(t.service, t.slot)
+      const holders = out.get(k)
+      const h: SlotHolder = { node, ready: t.state === 'running' || t.state === 'complete' }
+      if (holders === undefined) out.set(k, [h])
+      else holders.push(h)
+    }
+  }
+  return out
+}
+
 export function placement (state: ClusterState): PlacementResult {
-  const svcs: PlacementService[] = services(state).map((s) => ({ spec: effectiveSpec(s.spec), replicas: s.replicas }))
-  return placeAll(placementNodes(state), svcs)
+  const all = services(state)
+  const nodes = placementNodes(state)
+  const svcs: PlacementService[] = all.map((s) => ({ spec: effectiveSpec(s.spec), replicas: s.replicas }))
+  return placeAll(nodes, svcs, currentAssignment(state, nodes, all))
 }

@@ -88,8 +88,6 @@ export class Reconciler {
   private periodic: NodeJS.Timeout | undefined
   private unsubscribe: (() => void) | undefined
   private lastReport = ''
-  /** true while some replica of ours waits for its new owner to report it running */
-  private awaitingHandover = false
   private stopped = false
   /** resolves when the current pass (if any) ends */
   private idle: Promise<void> = Promise.resolve()
@@ -128,11 +126,15 @@ export class Reconciler {
   }
 
   /**
-   * Every desired-state or membership change can move slots. Other nodes' task reports matter
-   * only while we hold replicas waiting for their new owner to run them (make-before-break).
+   * Every desired-state or membership change can move slots, and so can another node's task
+   * report: placement keeps slots where they run, fills what is missing and rebalances once moves
+   * complete, all from the reports. A report also tells a replica we hand over that its new owner
+   * runs it, so it stops at once (make-before-break without waiting for the periodic pass). Our
+   * own report changes only because of a pass.
    */
   private readonly onChange = (recs: StateRecord[]): void => {
-    if (this.awaitingHandover || recs.some((r) => !r.k.startsWith('tasks/'))) this.schedule()
+    const own = key.tasks(this.o.self)
+    if (recs.some((r) => r.k !== own)) this.schedule()
   }
 
   schedule (delayMs = RECONCILE_DEBOUNCE_MS): void {
@@ -206,7 +208,6 @@ export class Reconciler {
     }
     const tasks = await Promise.all(work)
     const handovers = [...byKey].flatMap(([k, cs]) => this.yieldSlot(k, cs, svcs, slots))
-    this.awaitingHandover = handovers.some((t) => t.state === 'running')
     tasks.push(...handovers)
     const reported = new Set(tasks.map((t) => t.container))
     for (const c of containers) {
@@ -342,9 +343,13 @@ export class Reconciler {
     return out
   }
 
+  /**
+   * The new owner runs the slot (healthy, when it has a healthcheck: 'running' means that), and
+   * is not itself handing it over — two nodes each waiting for the other must not both stop.
+   */
   private ownerRuns (owner: string, svc: ServiceState, slot: number): boolean {
     const report = this.o.states.state.value<TaskReport>(key.tasks(owner))
-    return report?.tasks.some((t) => t.service === svc.spec.name && t.slot === slot && t.generation === svc.generation && t.state === 'running') ?? false
+    return report?.tasks.some((t) => t.service === svc.spec.name && t.slot === slot && t.generation === svc.generation && t.state === 'running' && t.desired !== 'shutdown') ?? false
   }
 
   private remove (c: ContainerInfo, svc: ServiceState | undefined): void {

@@ -11,7 +11,12 @@
  * highest-ranked node that is below the load cap, below max_replicas_per_node and has room for the
  * reservations. Contention for a full node is settled by deferred acceptance (the node keeps the
  * slots that rank it highest), which makes the result independent of processing order and moves
- * fewer slots than first-come-first-served. See README.md for the guarantees and measurements.
+ * fewer slots than first-come-first-served. That is the ideal placement.
+ *
+ * Given the current assignment (where slots run now, from the nodes' task reports), placement is
+ * sticky: running slots stay, missing ones fill the least-loaded nodes, and a service with nothing
+ * in flight is evened out one slot at a time toward a balanced fixed point. See README.md for the
+ * rules, the guarantees and the measurements.
  */
 import { compareStrings } from '../protocol/order.ts'
 import { MAX_REPLICAS } from '../protocol/spec.ts'
@@ -28,7 +33,7 @@ import {
 import type { Request } from './constraints.ts'
 import { hash2, pairScore, score } from './hashing.ts'
 import type { Hash2 } from './hashing.ts'
-import type { PlacementNode, PlacementResult, PlacementService, SlotAssignment } from './types.ts'
+import type { CurrentAssignment, PlacementNode, PlacementResult, PlacementService, SlotAssignment, SlotHolder } from './types.ts'
 
 /**
  * Slack of the bounded-load cap: no node holds more than max(ceil(avg), floor((1 + ε) · avg)) slots
@@ -111,19 +116,20 @@ interface NodeState {
 interface Cluster {
   /** unique by id, sorted by id */
   nodes: NodeState[]
+  /** ids of the alive nodes: the only holders a current assignment is read from */
+  alive: Set<string>
 }
 
 function makeCluster(nodes: readonly PlacementNode[]): Cluster {
-  return {
-    nodes: uniqueSorted(nodes, (n) => n.id).map((node) => ({
-      node,
-      hash: hash2(node.id),
-      capCpu: nanoCpus(node.cpus),
-      capMem: memBytes(node.memoryBytes),
-      usedCpu: 0,
-      usedMem: 0
-    }))
-  }
+  const states = uniqueSorted(nodes, (n) => n.id).map((node) => ({
+    node,
+    hash: hash2(node.id),
+    capCpu: nanoCpus(node.cpus),
+    capMem: memBytes(node.memoryBytes),
+    usedCpu: 0,
+    usedMem: 0
+  }))
+  return { nodes: states, alive: new Set(states.filter((ns) => ns.node.alive).map((ns) => ns.node.id)) }
 }
 
 function hasRoom(ns: NodeState, req: Request): boolean {
@@ -308,41 +314,91 @@ function deferredAcceptance(
   return held.map((x) => x.length)
 }
 
-function placeReplicated(cluster: Cluster, svc: PlacementService): Entry[] {
+/** One replicated service, ready to place: who may run it and how many each node can take. */
+interface Plan {
+  name: string
+  replicas: number
+  req: Request
+  /** alive, active, satisfying every constraint */
+  matching: NodeState[]
+  /** `matching` nodes with room for one more replica, or already running kept slots (by id) */
+  eligible: NodeState[]
+  maxPer: number
+  /** per eligible node: replicas it can hold at all (max_replicas_per_node, room for reservations) */
+  hard: number[]
+  /** min(replicas, Σ hard): how many slots can be placed */
+  placeable: number
+  /** per eligible node: kept slots, whose reservations are already made */
+  base: number[]
+  /** hash2 of every slot key, by slot index (computed on first use) */
+  hashes: () => Hash2[]
+}
+
+/** Where the slots go (eligible-node index per slot, -1 = pending) and the per-node load. */
+interface Assignment {
+  at: Int32Array
+  load: number[]
+}
+
+function unplacedEntries(name: string, from: number, to: number, why: string): Entry[] {
+  const out: Entry[] = []
+  for (let i = from; i < to; i++) out.push([slotKey(name, i), { service: name, slot: i, node: null, reason: why }])
+  return out
+}
+
+/** Lazily computed hash2 of `${name}/${i}` for i < replicas. */
+function slotHashesOf(name: string, replicas: number): () => Hash2[] {
+  let hashes: Hash2[] | undefined
+  return () => {
+    if (hashes === undefined) {
+      hashes = []
+      for (let i = 0; i < replicas; i++) hashes.push(hash2(slotKey(name, i)))
+    }
+    return hashes
+  }
+}
+
+/**
+ * The placement problem of one replicated service on the capacity left now. `kept` (per matching
+ * node, from keepRunning) are slots already reserved there: those nodes take part even when they
+ * have no room for more, and their hard limit counts the kept slots.
+ */
+function makePlan(cluster: Cluster, svc: PlacementService, kept?: Kept): Plan | Entry[] {
   const spec = svc.spec
   const name = spec.name
   const replicas = replicaCount(svc)
-  const out: Entry[] = []
-  if (replicas === 0) return out
-
+  if (replicas === 0) return []
   const req = requestOf(spec.reservations)
-  const { matching, eligible, reason } = candidates(cluster, spec, req)
-  const unplaced = (from: number, why: string): void => {
-    for (let i = from; i < replicas; i++) out.push([slotKey(name, i), { service: name, slot: i, node: null, reason: why }])
-  }
-  if (eligible.length === 0) {
-    unplaced(0, reason ?? 'no eligible node')
-    return out
-  }
-
-  const n = eligible.length
-  const balanceCap = loadCap(replicas, n)
+  const { matching, eligible: withRoom, reason } = candidates(cluster, spec, req)
   const maxPer = spec.maxReplicasPerNode > 0 ? Math.floor(spec.maxReplicasPerNode) : Infinity
-  // hard: what the node can take at all (max_replicas_per_node, room for reservations)
-  const hard = eligible.map((ns) => Math.min(maxPer, fitCount(ns, req)))
+  let eligible = withRoom
+  let base: number[] = eligible.map(() => 0)
+  if (kept !== undefined) {
+    const room = new Set(withRoom)
+    const keptOn = new Map(kept.matching.map((ns, m) => [ns, kept.load[m]]))
+    eligible = matching.filter((ns) => room.has(ns) || (keptOn.get(ns) ?? 0) > 0)
+    base = eligible.map((ns) => keptOn.get(ns) ?? 0)
+  }
+  if (eligible.length === 0) return unplacedEntries(name, 0, replicas, reason ?? 'no eligible node')
+  const hard = eligible.map((ns, j) => Math.min(maxPer, base[j] + fitCount(ns, req)))
   let total = 0
   for (const h of hard) total += h
-  // Every eligible node can run every slot, so exactly min(replicas, Σ hard) slots can be placed;
-  // the lowest slot numbers get them.
-  const placeable = Math.min(replicas, total)
+  // Every eligible node can run every slot, so exactly min(replicas, Σ hard) slots can be placed.
+  return { name, replicas, req, matching, eligible, maxPer, hard, placeable: Math.min(replicas, total), base, hashes: slotHashesOf(name, replicas) }
+}
 
+/**
+ * The ideal placement: where the slots go when nothing runs yet (rendezvous hashing with bounded
+ * loads, README steps 1–6). The lowest `placeable` slot numbers are placed.
+ */
+function idealAssignment(plan: Plan): Assignment {
+  const { replicas, eligible, hard, placeable } = plan
+  const slotHashes = plan.hashes()
+  const n = eligible.length
+  const balanceCap = loadCap(replicas, n)
   const slots: number[] = []
-  const slotHashes: Hash2[] = []
-  for (let i = 0; i < placeable; i++) {
-    slots.push(i)
-    slotHashes.push(hash2(slotKey(name, i)))
-  }
-  const at = new Int32Array(placeable).fill(-1)
+  for (let i = 0; i < placeable; i++) slots.push(i)
+  const at = new Int32Array(replicas).fill(-1)
   const load: number[] = new Array<number>(n).fill(0)
   // Rounds of deferred acceptance, each placing what the previous ones turned away, with these
   // per-node caps:
@@ -371,20 +427,363 @@ function placeReplicated(cluster: Cluster, svc: PlacementService): Entry[] {
     for (let j = 0; j < n; j++) load[j] += got[j]
     pending = pending.filter((i) => at[i] < 0)
   }
+  return { at, load }
+}
 
-  for (let j = 0; j < n; j++) {
+/** Reserves what the assignment adds to the plan's base and lists it slot by slot, with reasons. */
+function emit(plan: Plan, a: Assignment): Entry[] {
+  const { name, replicas, req, matching, eligible, maxPer, base } = plan
+  for (let j = 0; j < eligible.length; j++) {
     const ns = eligible[j]
-    ns.usedCpu += load[j] * req.nanoCpus
-    ns.usedMem += load[j] * req.memoryBytes
+    ns.usedCpu += (a.load[j] - base[j]) * req.nanoCpus
+    ns.usedMem += (a.load[j] - base[j]) * req.memoryBytes
   }
+  const out: Entry[] = []
   let why: string | undefined
-  for (let i = 0; i < placeable; i++) {
+  for (let i = 0; i < replicas; i++) {
     const key = slotKey(name, i)
-    if (at[i] >= 0) out.push([key, { service: name, slot: i, node: eligible[at[i]].node.id }])
-    else out.push([key, { service: name, slot: i, node: null, reason: (why ??= exhaustedReason(matching, eligible, load, maxPer, req)) }])
+    const j = a.at[i]
+    if (j >= 0) out.push([key, { service: name, slot: i, node: eligible[j].node.id }])
+    else out.push([key, { service: name, slot: i, node: null, reason: (why ??= exhaustedReason(matching, eligible, a.load, maxPer, req)) }])
   }
-  if (placeable < replicas) unplaced(placeable, why ?? exhaustedReason(matching, eligible, load, maxPer, req))
   return out
+}
+
+/** Ideal placement of a replicated service (what placement gives when nothing runs). */
+function placeReplicated(cluster: Cluster, svc: PlacementService): Entry[] {
+  const plan = makePlan(cluster, svc)
+  return Array.isArray(plan) ? plan : emit(plan, idealAssignment(plan))
+}
+
+// -------------------------------------------------------------------------------------------------
+// Placement from the current assignment: keep what runs, fill what is missing, rebalance gradually.
+// -------------------------------------------------------------------------------------------------
+
+/**
+ * Slots of one service moved toward balance per placement evaluation, and only while none of the
+ * service's slots is in flight (README, "Gradual rebalance"). Every move is a replica started on
+ * one node and, once it runs, stopped on another. One at a time per service costs at most one extra
+ * replica per service, paces the rebalance by the handovers themselves (the next move is chosen
+ * only once the previous replica runs), and makes every state a handover passes through — old
+ * replica stopping, new one starting, both running — place the slot on the same new node, so a
+ * move never flips back.
+ */
+export const REBALANCE_MOVES_PER_SERVICE = 1
+
+/** The running slots of one replicated service that stay where they are (pass 1). */
+interface Kept {
+  /** alive, active nodes satisfying the constraints, sorted by id */
+  matching: NodeState[]
+  /** per slot: index into `matching` of the node keeping it, or -1 */
+  at: Int32Array
+  /** per matching node: slots it keeps */
+  load: number[]
+  /** per slot: alive nodes holding it (eligible or not) */
+  count: Uint16Array
+  /** per slot: exactly one alive holder, and it is ready */
+  clean: Uint8Array
+  /** slots with several holders that may run them: [slot, matching indices ascending] */
+  multi: Array<[number, number[]]>
+  total: number
+}
+
+/**
+ * Pass 1 for a replicated service: which of its running slots stay, and their reservations.
+ * A slot stays on the node that holds it if that node is alive, active, satisfies the constraints
+ * and is within its hard limits (max_replicas_per_node, room for the reservations left by services
+ * placed before it). A node holding more than it may keep keeps the slots that rank it highest
+ * (rendezvous score, then lower slot number). A slot held by several such nodes is left to pass 2
+ * (`fill` keeps it on one of them).
+ */
+function keepRunning(cluster: Cluster, svc: PlacementService, current: CurrentAssignment, keys: { found: number }): Kept | null {
+  const spec = svc.spec
+  const name = spec.name
+  const r = replicaCount(svc)
+  if (r === 0) return null
+  const req = requestOf(spec.reservations)
+  const { matching } = candidates(cluster, spec, req)
+  const maxPer = spec.maxReplicasPerNode > 0 ? Math.floor(spec.maxReplicasPerNode) : Infinity
+  const index = new Map<string, number>()
+  matching.forEach((ns, m) => index.set(ns.node.id, m))
+  const at = new Int32Array(r).fill(-1)
+  const load: number[] = new Array<number>(matching.length).fill(0)
+  const count = new Uint16Array(r)
+  const clean = new Uint8Array(r)
+  const single: number[][] = matching.map(() => [])
+  const multi: Array<[number, number[]]> = []
+  for (let i = 0; i < r; i++) {
+    const list = current.get(slotKey(name, i))
+    if (list === undefined) continue
+    keys.found++
+    if (list.length === 0) continue
+    if (list.length === 1) {
+      // the common case, without the bookkeeping of several holders
+      const id = list[0]?.node
+      if (typeof id !== 'string' || !cluster.alive.has(id)) continue
+      count[i] = 1
+      if (list[0].ready !== false) clean[i] = 1
+      const m = index.get(id)
+      if (m !== undefined) single[m].push(i)
+      continue
+    }
+    // node id → ready (a node listed twice is ready only if every entry says so)
+    const holders = new Map<string, boolean>()
+    for (const h of list) {
+      if (typeof h?.node !== 'string' || !cluster.alive.has(h.node)) continue
+      holders.set(h.node, (holders.get(h.node) ?? true) && h.ready !== false)
+    }
+    count[i] = Math.min(holders.size, 0xffff)
+    if (holders.size === 1 && holders.values().next().value === true) clean[i] = 1
+    const on: number[] = []
+    for (const id of holders.keys()) {
+      const m = index.get(id)
+      if (m !== undefined) on.push(m)
+    }
+    if (on.length === 1) single[on[0]].push(i)
+    else if (on.length > 1) multi.push([i, on.sort((a, b) => a - b)])
+  }
+  const limit = matching.map((ns) => Math.min(maxPer, fitCount(ns, req)))
+  const slotHashes = slotHashesOf(name, r)
+  for (let m = 0; m < matching.length; m++) {
+    let mine = single[m]
+    if (mine.length > limit[m]) {
+      const h = matching[m].hash
+      const hashes = slotHashes()
+      mine = mine
+        .map((i) => ({ i, s: pairScore(hashes[i], h) }))
+        .sort((x, y) => y.s - x.s || x.i - y.i)
+        .slice(0, limit[m])
+        .map((e) => e.i)
+    }
+    for (const i of mine) at[i] = m
+    load[m] = mine.length
+  }
+  let total = 0
+  for (let m = 0; m < matching.length; m++) {
+    total += load[m]
+    matching[m].usedCpu += load[m] * req.nanoCpus
+    matching[m].usedMem += load[m] * req.memoryBytes
+  }
+  return { matching, at, load, count, clean, multi, total }
+}
+
+/**
+ * Pass 2 for a replicated service, on the capacity left once every service's running slots are
+ * kept: fill the slots no node keeps, then, if the service is settled, rebalance.
+ *  - Fill: slots held by several nodes, then the lowest slot numbers that are not kept, as many
+ *    as fit, go onto the least-loaded nodes (`fill`) — a slot held by several stays on one of them.
+ *  - Settled: every placed slot is held by exactly its node, and ready; no pending slot, and no
+ *    slot at or above `replicas` (scaled away), is held. Anything else — a slot starting, held
+ *    twice, held by a node that must give it up, just filled, a removed replica still running —
+ *    is a move in flight, and the service is not rebalanced until it completes.
+ *  - Rebalance: `rebalance`.
+ * A service with nothing running is filled the same way, from empty (a deploy into a running
+ * cluster is evenly spread at once; only with no current assignment at all is it the ideal).
+ */
+function finishReplicated(cluster: Cluster, svc: PlacementService, kept: Kept | null, highestHeld: number): Entry[] {
+  if (kept === null) return placeReplicated(cluster, svc)
+  const plan = makePlan(cluster, svc, kept)
+  if (Array.isArray(plan)) return plan
+  const r = plan.replicas
+  const position = new Map(plan.eligible.map((ns, j) => [ns, j]))
+  const toPlan = kept.matching.map((ns) => position.get(ns) ?? -1)
+  const at = new Int32Array(r)
+  for (let i = 0; i < r; i++) at[i] = kept.at[i] >= 0 ? toPlan[kept.at[i]] : -1
+  const a: Assignment = { at, load: [...plan.base] }
+  let idealCache: Assignment | undefined
+  const ideal = (): Assignment => (idealCache ??= idealAssignment(plan))
+
+  // Slots held by several nodes first (they run), then the missing ones, as many as fit.
+  const holders = new Map<number, number[]>()
+  for (const [i, on] of kept.multi) {
+    const js = on.map((m) => toPlan[m]).filter((j) => j >= 0)
+    if (js.length > 0) holders.set(i, js)
+  }
+  const open: number[] = [...holders.keys()]
+  for (let i = 0; i < r; i++) if (at[i] < 0 && !holders.has(i)) open.push(i)
+  open.length = Math.min(open.length, plan.placeable - kept.total)
+  if (open.length > 0) fill(plan, open, a, ideal, holders)
+
+  let settled = open.length === 0 && highestHeld < r
+  for (let i = 0; i < r && settled; i++) settled = at[i] >= 0 ? kept.clean[i] === 1 : kept.count[i] === 0
+  if (settled) rebalance(plan, a, ideal)
+  return emit(plan, a)
+}
+
+/**
+ * How many new slots each node gets when `k` slots are added to nodes loaded `load`: water-
+ * filling, least-loaded first. Every node is raised to a common level as far as its hard limit
+ * allows; the remainder goes one more each to nodes at that level, those where the ideal puts
+ * the most slots first, then by a per-service rendezvous score of the node.
+ */
+function fillCounts(plan: Plan, load: readonly number[], k: number, ideal: () => Assignment): number[] {
+  const { hard, eligible } = plan
+  const n = load.length
+  const room = load.map((l, j) => hard[j] - l)
+  let roomTotal = 0
+  for (const x of room) roomTotal += x
+  if (k >= roomTotal) return room
+  const add: number[] = new Array<number>(n).fill(0)
+  if (k <= 0) return add
+  const raised = (level: number): number => {
+    let s = 0
+    for (let j = 0; j < n; j++) s += Math.min(room[j], Math.max(0, level - load[j]))
+    return s
+  }
+  // the highest level all nodes can be raised to with at most k slots; raised(hi) > k, since
+  // either some node has room for k + 1 or all the room (> k) is used
+  let lo = Math.min(...load)
+  let hi = Math.max(...load) + k + 1
+  while (hi - lo > 1) {
+    const mid = lo + Math.floor((hi - lo) / 2)
+    if (raised(mid) <= k) lo = mid
+    else hi = mid
+  }
+  let rest = k
+  const atLevel: number[] = []
+  for (let j = 0; j < n; j++) {
+    add[j] = Math.min(room[j], Math.max(0, lo - load[j]))
+    rest -= add[j]
+    if (add[j] < room[j] && load[j] + add[j] === lo) atLevel.push(j)
+  }
+  if (rest > 0) {
+    // rest < atLevel.length, or the level would be higher
+    const idealLoad = ideal().load
+    const svcHash = hash2(plan.name)
+    const tie = (j: number): number => pairScore(svcHash, eligible[j].hash)
+    atLevel.sort((x, y) => idealLoad[y] - idealLoad[x] || tie(y) - tie(x) || x - y)
+    for (let e = 0; e < rest; e++) add[atLevel[e]]++
+  }
+  return add
+}
+
+/**
+ * Places `slots` (not placed yet) onto the least-loaded nodes: fillCounts says how many each node
+ * gets; a slot takes its ideal node if that node gets any (a node wanted by more keeps those that
+ * rank it highest), the others go in slot order to their highest-ranked node with a count left.
+ * So the slots of a node that left go where load-bounded hashing puts them, and the cap holds.
+ * Every step is stable under partial reports: when some of the slots placed here start running
+ * and are reported while the others are not yet, filling again gives the others the same nodes —
+ * a fresh deploy, a scale-up or a failover never reshuffles while its replicas come up. With
+ * nothing kept, the result is the ideal whenever the ideal is evenly spread (up to
+ * STRICT_SPREAD_MAX_PER_NODE per node), else the even spread that follows it most closely.
+ */
+function fill(plan: Plan, slots: readonly number[], a: Assignment, ideal: () => Assignment, holders?: ReadonlyMap<number, number[]>): void {
+  const { eligible, hard } = plan
+  const slotHashes = plan.hashes()
+  const n = eligible.length
+  const add = fillCounts(plan, a.load, slots.length, ideal)
+  const t = ideal().at
+  if (holders !== undefined && holders.size > 0) {
+    // Slots held by several nodes, in slot order: the first holder in resolveDuplicate's order
+    // (the ideal node, then rendezvous score) that has a count left, else the first with room.
+    for (const i of slots) {
+      const on = holders.get(i)
+      if (on === undefined) continue
+      const h = slotHashes[i]
+      const ranked = on
+        .map((j) => ({ j, own: t[i] === j ? 1 : 0, s: pairScore(h, eligible[j].hash) }))
+        .sort((x, y) => y.own - x.own || y.s - x.s || x.j - y.j)
+        .map((e) => e.j)
+      const j = ranked.find((x) => add[x] > 0) ?? ranked.find((x) => a.load[x] < hard[x])
+      if (j === undefined) continue
+      if (add[j] > 0) add[j]--
+      a.at[i] = j
+      a.load[j]++
+    }
+  }
+  const wanting: number[][] = eligible.map(() => [])
+  for (const i of slots) {
+    if (a.at[i] >= 0) continue
+    const j = t[i]
+    if (j >= 0 && add[j] > 0) wanting[j].push(i)
+  }
+  for (let j = 0; j < n; j++) {
+    let mine = wanting[j]
+    if (mine.length === 0) continue
+    if (mine.length > add[j]) {
+      const h = eligible[j].hash
+      mine = mine
+        .map((i) => ({ i, s: pairScore(slotHashes[i], h) }))
+        .sort((x, y) => y.s - x.s || x.i - y.i)
+        .slice(0, add[j])
+        .map((e) => e.i)
+    }
+    for (const i of mine) a.at[i] = j
+    add[j] -= mine.length
+    a.load[j] += mine.length
+  }
+  // The rest in slot order, each to its highest-ranked node with a count left (Σ add is at least
+  // their number). Greedy in a fixed order, not deferred acceptance: with some of these slots
+  // already reported and the others not, it gives the others the same nodes again.
+  for (const i of slots) {
+    if (a.at[i] >= 0) continue
+    const h = slotHashes[i]
+    let best = -1
+    let bestScore = -1
+    for (let j = 0; j < n; j++) {
+      if (add[j] <= 0) continue
+      const sj = pairScore(h, eligible[j].hash)
+      if (sj > bestScore) {
+        best = j
+        bestScore = sj
+      }
+    }
+    a.at[i] = best
+    add[best]--
+    a.load[best]++
+  }
+}
+
+/**
+ * Gradual rebalance of a settled service: while a most-loaded node holds two or more slots more
+ * than the least-loaded node with room, move one slot (REBALANCE_MOVES_PER_SERVICE per call) to
+ * the node `fill` would give a slot taken off a most-loaded node — a least-loaded one, so every
+ * move lowers Σ load² by at least 2 and the process ends, balanced (loads differ by at most one,
+ * nodes at a hard limit aside). Of the slots on most-loaded nodes it moves one the ideal puts on
+ * the target, then the one ranking the target highest, then the lowest slot number. Taking the slot
+ * off and filling it again lands on the same node, so every state of the handover places it there.
+ */
+function rebalance(plan: Plan, a: Assignment, ideal: () => Assignment): void {
+  const { eligible, hard, replicas } = plan
+  const n = eligible.length
+  for (let move = 0; move < REBALANCE_MOVES_PER_SERVICE; move++) {
+    let max = 0
+    let min = Infinity
+    let busiest = -1
+    for (let j = 0; j < n; j++) {
+      if (a.load[j] > max) {
+        max = a.load[j]
+        busiest = j
+      }
+      if (a.load[j] < hard[j]) min = Math.min(min, a.load[j])
+    }
+    if (min === Infinity || max - min < 2) return
+    // the target does not depend on which most-loaded node gives the slot (it is at min < max - 1)
+    a.load[busiest]--
+    const v = fillCounts(plan, a.load, 1, ideal).findIndex((x) => x > 0)
+    a.load[busiest]++
+    const t = ideal().at
+    const slotHashes = plan.hashes()
+    const vh = eligible[v].hash
+    let best = -1
+    let bestOwn = -1
+    let bestScore = -1
+    for (let i = 0; i < replicas; i++) {
+      const j = a.at[i]
+      if (j < 0 || a.load[j] !== max) continue
+      const own = t[i] === v ? 1 : 0
+      const s = pairScore(slotHashes[i], vh)
+      if (own > bestOwn || (own === bestOwn && s > bestScore)) {
+        best = i
+        bestOwn = own
+        bestScore = s
+      }
+    }
+    a.load[a.at[best]]--
+    a.at[best] = v
+    a.load[v]++
+  }
 }
 
 /** Why a slot fits nowhere after earlier slots filled the eligible nodes. */
@@ -407,7 +806,11 @@ function exhaustedReason(
   )
 }
 
-function placeGlobal(cluster: Cluster, svc: PlacementService): Entry[] {
+/**
+ * A global service: one slot per alive, active node satisfying the constraints, where its
+ * reservations fit. `kept`: nodes that already run it and whose reservation pass 1 has made.
+ */
+function placeGlobal(cluster: Cluster, svc: PlacementService, kept?: ReadonlySet<NodeState>): Entry[] {
   const spec = svc.spec
   const name = spec.name
   const req = requestOf(spec.reservations)
@@ -418,7 +821,9 @@ function placeGlobal(cluster: Cluster, svc: PlacementService): Entry[] {
   const out: Entry[] = []
   for (const ns of matching) {
     const key = globalKey(name, ns.node.id)
-    if (hasRoom(ns, req)) {
+    if (kept?.has(ns) === true) {
+      out.push([key, { service: name, slot: 0, node: ns.node.id }])
+    } else if (hasRoom(ns, req)) {
       reserve(ns, req)
       out.push([key, { service: name, slot: 0, node: ns.node.id }])
     } else {
@@ -429,8 +834,65 @@ function placeGlobal(cluster: Cluster, svc: PlacementService): Entry[] {
   return out
 }
 
-function placeInto(cluster: Cluster, svc: PlacementService): Entry[] {
-  return svc.spec.mode === 'global' ? placeGlobal(cluster, svc) : placeReplicated(cluster, svc)
+/** Pass 1 for a global service: the nodes that run it keep it, and its reservation, if it fits. */
+function keepGlobal(cluster: Cluster, svc: PlacementService, current: CurrentAssignment, keys: { found: number }): Set<NodeState> {
+  const req = requestOf(svc.spec.reservations)
+  const kept = new Set<NodeState>()
+  for (const ns of candidates(cluster, svc.spec, req).matching) {
+    const id = ns.node.id
+    const holders = current.get(globalKey(svc.spec.name, id))
+    if (holders !== undefined) keys.found++
+    if (holders === undefined || !holders.some((h) => h?.node === id) || !hasRoom(ns, req)) continue
+    reserve(ns, req)
+    kept.add(ns)
+  }
+  return kept
+}
+
+/**
+ * Per service name, the highest slot number an alive node reports holding, so that a service whose
+ * removed slots (scaled down) still run counts as in flight.
+ */
+function highestHeld(cluster: Cluster, current: CurrentAssignment): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const [key, holders] of current) {
+    const slash = key.lastIndexOf('/')
+    if (slash < 0) continue
+    const digits = key.slice(slash + 1)
+    const slot = Number(digits)
+    if (!Number.isSafeInteger(slot) || slot < 0 || String(slot) !== digits) continue
+    if (!holders.some((h) => typeof h?.node === 'string' && cluster.alive.has(h.node))) continue
+    const name = key.slice(0, slash)
+    out.set(name, Math.max(out.get(name) ?? -1, slot))
+  }
+  return out
+}
+
+/**
+ * Places `services` (unique, sorted by name) in name order. With a current assignment, in two
+ * passes, each in name order: first every service keeps its running slots (and their
+ * reservations), then every service places the rest on the capacity left — so new slots and
+ * rebalance moves never take the room of another service's running replica. When nothing runs, the
+ * second pass alone is the placement without a current assignment.
+ */
+function placeServices(cluster: Cluster, services: readonly PlacementService[], current: CurrentAssignment | undefined): Entry[] {
+  const out: Entry[] = []
+  if (current === undefined || current.size === 0) {
+    for (const svc of services) out.push(...(svc.spec.mode === 'global' ? placeGlobal(cluster, svc) : placeReplicated(cluster, svc)))
+    return out
+  }
+  const kept = new Map<PlacementService, Kept | Set<NodeState> | null>()
+  const keys = { found: 0 }
+  for (const svc of services) kept.set(svc, svc.spec.mode === 'global' ? keepGlobal(cluster, svc, current, keys) : keepRunning(cluster, svc, current, keys))
+  // Service names contain neither '/' nor '@', so keys are unambiguous: when every key of the map
+  // is a slot looked up above, no slot beyond a replica count is held.
+  const highest = keys.found === current.size ? new Map<string, number>() : highestHeld(cluster, current)
+  for (const svc of services) {
+    const k = kept.get(svc) ?? null
+    if (svc.spec.mode === 'global') out.push(...placeGlobal(cluster, svc, k as Set<NodeState>))
+    else out.push(...finishReplicated(cluster, svc, k as Kept | null, highest.get(svc.spec.name) ?? -1))
+  }
+  return out
 }
 
 /**
@@ -440,9 +902,10 @@ function placeInto(cluster: Cluster, svc: PlacementService): Entry[] {
  * when the slot fits nowhere. Global: one assignment (slot 0) per alive, active node satisfying the
  * constraints, in node-id order; a node without room for the reservations gets `node: null` and a
  * reason naming it; if no node qualifies at all there is a single `node: null` assignment.
+ * `current`: where slots run now, as for placeAll.
  */
-export function placeService(nodes: PlacementNode[], svc: PlacementService): SlotAssignment[] {
-  return placeInto(makeCluster(nodes), svc).map(([, a]) => a)
+export function placeService(nodes: PlacementNode[], svc: PlacementService, current?: CurrentAssignment): SlotAssignment[] {
+  return placeServices(makeCluster(nodes), [svc], current).map(([, a]) => a)
 }
 
 /**
@@ -450,14 +913,28 @@ export function placeService(nodes: PlacementNode[], svc: PlacementService): Slo
  * before later ones are placed. Keys: `${service}/${slot}` (replicated), `${service}@${nodeId}`
  * (global; `${service}@` when no node qualifies). Service names are expected to be unique; if two
  * entries share a name, one is chosen by content (never by input position) and the other ignored.
+ *
+ * `current` says where replicated slots run now (see CurrentAssignment). Without it, or for a
+ * service none of whose slots may stay where it runs, the result is the ideal placement. With it,
+ * running slots stay where they are (scaling never moves one), missing slots fill the least-loaded
+ * nodes, and a settled service is evened out one slot at a time (REBALANCE_MOVES_PER_SERVICE).
+ * README.md has the rules and guarantees. Global services do not depend on it.
  */
-export function placeAll(nodes: PlacementNode[], services: PlacementService[]): PlacementResult {
-  const cluster = makeCluster(nodes)
+export function placeAll(nodes: PlacementNode[], services: PlacementService[], current?: CurrentAssignment): PlacementResult {
   const slots = new Map<string, SlotAssignment>()
-  for (const svc of uniqueSorted(services, (s) => s.spec.name)) {
-    for (const [key, a] of placeInto(cluster, svc)) slots.set(key, a)
-  }
+  for (const [key, a] of placeServices(makeCluster(nodes), uniqueSorted(services, (s) => s.spec.name), current)) slots.set(key, a)
   return { slots }
+}
+
+/**
+ * The current assignment of a cluster that runs exactly `result`: every placed slot held by its
+ * node, ready. For simulations and tests (iterating `placeAll(…, currentOf(previous))` plays the
+ * rebalance out); node/ builds the real one from task reports.
+ */
+export function currentOf(result: PlacementResult): Map<string, SlotHolder[]> {
+  const out = new Map<string, SlotHolder[]>()
+  for (const [key, a] of result.slots) if (a.node !== null) out.set(key, [{ node: a.node, ready: true }])
+  return out
 }
 
 /**

@@ -23,6 +23,34 @@ export interface PlacementService {
   replicas: number
 }
 
+/** One node that reports running (or starting) a slot. */
+export interface SlotHolder {
+  /** node id */
+  node: string
+  /**
+   * The replica runs — and is healthy, when the service has a healthcheck. `false` while it is
+   * created, starting, restarting or failing. Absent means `true`. A service with a holder that
+   * is not ready is not rebalanced: the rebalance waits for each move to complete.
+   */
+  ready?: boolean
+}
+
+/**
+ * Where slots run now, as the nodes report it: slot key → the nodes holding that slot. Keys are
+ * those of PlacementResult: `${service}/${i}` (slotKey) for replicated services,
+ * `${service}@${nodeId}` (globalKey) for global ones. node/ builds it from the task reports of the
+ * alive nodes; a task its node is handing over or stopping (desired 'shutdown') is left out, since
+ * its slot already belongs to someone else.
+ *
+ * A slot may have no holder (not started yet, or its node died), one, or several (mid-handover,
+ * after a healed partition, a paused node that came back). Holders are a set: their order and
+ * repeats do not matter, nor does the map's insertion order. Holders that are not alive nodes of
+ * the placement input are ignored, and so are keys of unknown services, so the node side can put in
+ * every task it sees. A replicated slot at or above the service's replica count (scaled away, still
+ * stopping) counts as a move in flight. An empty map — or none — means nothing runs yet.
+ */
+export type CurrentAssignment = ReadonlyMap<string, readonly SlotHolder[]>
+
 /** One replica slot of a service and where it goes. */
 export interface SlotAssignment {
   service: string

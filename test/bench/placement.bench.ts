@@ -1,24 +1,47 @@
 /**
- * Placement benchmark: load balance, movement on one join / one leave, and time per placeAll.
+ * Placement benchmark: load balance, movement on scale-up, scale-down, one join and one leave,
+ * and time per placeAll.
  *
  *   node_modules/.bin/node test/bench/placement.bench.ts
  *
  * For each cluster size N and slot count, several services (different names, so different hash
- * orders) are placed on N nodes; "join" adds one node (ideal movement 1/(N+1)), "leave" removes one
- * (ideal 1/N). Figures are means over the trials, with the worst trial in brackets.
+ * orders) are placed on N nodes. Movement is measured as the cluster lives it: placement takes the
+ * current assignment (where every slot runs), and after a change it is evaluated again with
+ * current := the previous result until nothing changes (the fixed point of the gradual rebalance,
+ * one slot per service per evaluation). Moved = slots whose node differs between the settled state
+ * before the change and the fixed point after it.
+ *
+ *   settle      from the ideal placement (a fresh deploy) to its fixed point: the rebalance evening
+ *               out what bounded-load hashing left uneven
+ *   scale-up    slots/2 → slots, settled before: running slots moved by the scale (goal 0%);
+ *               "→ fp": moved afterwards by the rebalance, as a fraction of all slots
+ *   scale-down  slots → slots/2: remaining slots moved by the scale (goal 0%); "→ fp" likewise
+ *   join        one node added (ideal 1/(N+1)); leave: one node removed (ideal 1/N), averaged over
+ *               every node of the cluster leaving in turn
+ *   stateless   join/leave of the placement without a current assignment (what every slot did
+ *               before placement took it as an input), for comparison in the same run
+ *
+ * Figures are means over the trials, with the worst trial in brackets. Cells with 10 000 slots
+ * run fewer trials: their fixed points take up to thousands of evaluations (N = 3: a join moves
+ * 2 500 slots, one per evaluation).
  */
 import { performance } from 'node:perf_hooks'
 import { newServiceSpec } from '../../protocol/spec.ts'
 import type { ServiceSpec } from '../../protocol/spec.ts'
-import { loadCap, placeAll } from '../../placement/placement.ts'
-import type { PlacementNode, PlacementService } from '../../placement/types.ts'
+import { currentOf, loadCap, placeAll } from '../../placement/placement.ts'
+import type { PlacementNode, PlacementResult, PlacementService } from '../../placement/types.ts'
 
 const NODE_COUNTS = [3, 10, 30, 100]
 const SLOT_COUNTS = [10, 100, 1000, 10000]
 const TRIALS = 10
+const TRIALS_10K = 3
 
 function spec(name: string, replicas: number): ServiceSpec {
   return newServiceSpec({ name, stack: 'bench', image: 'nginx:1.27', replicas })
+}
+
+function service(name: string, replicas: number): PlacementService {
+  return { spec: spec(name, replicas), replicas }
 }
 
 /** libp2p-like ids (base58 alphabet), generated deterministically. */
@@ -37,89 +60,185 @@ function node(i: number): PlacementNode {
   return { id: nodeId(i), name: `node-${i}`, labels: {}, alive: true, availability: 'active', cpus: 8, memoryBytes: 32 * 1024 ** 3 }
 }
 
-function assignments(nodes: PlacementNode[], svc: PlacementService): Array<string | null> {
-  const slots = placeAll(nodes, [svc]).slots
-  return Array.from({ length: svc.replicas }, (_, i) => slots.get(`${svc.spec.name}/${i}`)?.node ?? null)
+function nodesOf(r: PlacementResult, svc: PlacementService, replicas = svc.replicas): Array<string | null> {
+  return Array.from({ length: replicas }, (_, i) => r.slots.get(`${svc.spec.name}/${i}`)?.node ?? null)
 }
 
-function moved(a: Array<string | null>, b: Array<string | null>): number {
+/** Slots among the first `count` whose node differs. */
+function diff(a: Array<string | null>, b: Array<string | null>, count = a.length): number {
   let m = 0
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) m++
-  return m / a.length
+  for (let i = 0; i < count; i++) if (a[i] !== b[i]) m++
+  return m
+}
+
+/** Evaluate with current := the previous result until nothing changes. */
+function settle(nodes: PlacementNode[], svc: PlacementService, start: PlacementResult): PlacementResult {
+  let result = start
+  let before = nodesOf(result, svc)
+  for (let step = 0; ; step++) {
+    const next = placeAll(nodes, [svc], currentOf(result))
+    const after = nodesOf(next, svc)
+    if (diff(before, after) === 0) return result
+    if (step > 4 * svc.replicas + 10) throw new Error(`no fixed point for ${svc.spec.name} on ${nodes.length} nodes`)
+    result = next
+    before = after
+  }
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`
+
+/** Mean and worst of a series of fractions. */
+class Stat {
+  private sum = 0
+  private n = 0
+  worst = 0
+  add(x: number): void {
+    this.sum += x
+    this.n++
+    this.worst = Math.max(this.worst, x)
+  }
+  get mean(): number {
+    return this.n === 0 ? 0 : this.sum / this.n
+  }
+  text(): string {
+    return `${pct(this.mean)} [${pct(this.worst)}]`
+  }
+  short(): string {
+    return pct(this.mean)
+  }
+}
 
 interface Row {
   N: number
   slots: number
   cap: string
   'max/avg': string
+  settle: string
+  'scale-up': string
+  '→ fp': string
+  'scale-down': string
+  '→ fp ': string
   join: string
   'ideal join': string
   leave: string
   'ideal leave': string
+  'stateless join': string
+  'stateless leave': string
   'ms/placeAll': string
+  'ms settled': string
 }
 
 const rows: Row[] = []
+const ok: string[] = []
 const started = performance.now()
 // warm up the JIT so the first cell's timing is not compile time
-for (let w = 0; w < 20; w++) assignments(Array.from({ length: 10 }, (_, i) => node(i)), { spec: spec(`warm-${w}`, 1000), replicas: 1000 })
+for (let w = 0; w < 20; w++) {
+  const ns = Array.from({ length: 10 }, (_, i) => node(i))
+  const s = service(`warm-${w}`, 1000)
+  const r = placeAll(ns, [s])
+  placeAll(ns, [s], currentOf(r))
+}
 for (const n of NODE_COUNTS) {
   const all = Array.from({ length: n + 1 }, (_, i) => node(i))
   const base = all.slice(0, n)
   for (const slots of SLOT_COUNTS) {
-    let maxOverAvg = 0
-    let worstMaxOverAvg = 0
-    let join = 0
-    let worstJoin = 0
-    let leave = 0
-    let worstLeave = 0
+    const trials = slots >= 10000 ? TRIALS_10K : TRIALS
+    const balance = new Stat()
+    const settleMoved = new Stat()
+    const up = new Stat()
+    const upAfter = new Stat()
+    const down = new Stat()
+    const downAfter = new Stat()
+    const join = new Stat()
+    const leave = new Stat()
+    const statelessJoin = new Stat()
+    const statelessLeave = new Stat()
     let ms = 0
-    let timed = 0
-    for (let t = 0; t < TRIALS; t++) {
-      const svc: PlacementService = { spec: spec(`svc-${t}`, slots), replicas: slots }
+    let msSettled = 0
+    for (let t = 0; t < trials; t++) {
+      const svc = service(`svc-${t}`, slots)
       const t0 = performance.now()
-      const before = assignments(base, svc)
+      const ideal = placeAll(base, [svc])
       ms += performance.now() - t0
-      timed++
 
       const loads = new Map<string, number>()
-      for (const id of before) if (id !== null) loads.set(id, (loads.get(id) ?? 0) + 1)
-      const ratio = Math.max(...loads.values()) / (slots / n)
-      maxOverAvg += ratio / TRIALS
-      worstMaxOverAvg = Math.max(worstMaxOverAvg, ratio)
+      for (const id of nodesOf(ideal, svc)) if (id !== null) loads.set(id, (loads.get(id) ?? 0) + 1)
+      balance.add(Math.max(...loads.values()) / (slots / n))
 
-      const j = moved(before, assignments(all, svc))
-      join += j / TRIALS
-      worstJoin = Math.max(worstJoin, j)
+      // a fresh deploy, then the rebalance to its fixed point
+      const settled = settle(base, svc, ideal)
+      settleMoved.add(diff(nodesOf(ideal, svc), nodesOf(settled, svc)) / slots)
+      const t1 = performance.now()
+      placeAll(base, [svc], currentOf(settled))
+      msSettled += performance.now() - t1
 
-      const leaving = (t * 7) % n
-      const l = moved(before, assignments(base.filter((_, i) => i !== leaving), svc))
-      leave += l / TRIALS
-      worstLeave = Math.max(worstLeave, l)
+      // scale-up: slots/2 → slots
+      const half = service(svc.spec.name, Math.floor(slots / 2))
+      const halfSettled = settle(base, half, placeAll(base, [half]))
+      const scaledUp = placeAll(base, [svc], currentOf(halfSettled))
+      up.add(diff(nodesOf(halfSettled, half), nodesOf(scaledUp, svc), half.replicas) / half.replicas)
+      upAfter.add(diff(nodesOf(scaledUp, svc), nodesOf(settle(base, svc, scaledUp), svc)) / slots)
+
+      // scale-down: slots → slots/2
+      const scaledDown = placeAll(base, [half], currentOf(settled))
+      down.add(diff(nodesOf(settled, svc, half.replicas), nodesOf(scaledDown, half)) / half.replicas)
+      downAfter.add(diff(nodesOf(scaledDown, half), nodesOf(settle(base, half, scaledDown), half)) / slots)
+
+      // one node joins
+      const joined = settle(all, svc, placeAll(all, [svc], currentOf(settled)))
+      join.add(diff(nodesOf(settled, svc), nodesOf(joined, svc)) / slots)
+      statelessJoin.add(diff(nodesOf(ideal, svc), nodesOf(placeAll(all, [svc]), svc)) / slots)
+
+      // each node leaves in turn
+      for (let leaving = 0; leaving < n; leaving++) {
+        const rest = base.filter((_, i) => i !== leaving)
+        const left = settle(rest, svc, placeAll(rest, [svc], currentOf(settled)))
+        leave.add(diff(nodesOf(settled, svc), nodesOf(left, svc)) / slots)
+        if (leaving === (t * 7) % n) statelessLeave.add(diff(nodesOf(ideal, svc), nodesOf(placeAll(rest, [svc]), svc)) / slots)
+      }
     }
     const cap = loadCap(slots, n)
+    const idealJoin = 1 / (n + 1)
+    const idealLeave = 1 / n
+    // goal: ≤ 1.1 × ideal, plus one slot (rounding: a node holds a whole number of slots)
+    const within = (s: Stat, ideal: number): boolean => s.mean <= 1.1 * ideal && s.worst <= 1.1 * ideal + 1 / slots + 1e-12
+    ok.push(
+      `N=${n} slots=${slots}: ${up.mean === 0 && down.mean === 0 ? 'scale 0%' : 'SCALE MOVED'}, ` +
+        `join ${within(join, idealJoin) ? '✔' : '✘'}, leave ${within(leave, idealLeave) ? '✔' : '✘'}`
+    )
     rows.push({
       N: n,
       slots,
       cap: (cap / (slots / n)).toFixed(2),
-      'max/avg': `${maxOverAvg.toFixed(2)} [${worstMaxOverAvg.toFixed(2)}]`,
-      join: `${pct(join)} [${pct(worstJoin)}]`,
-      'ideal join': pct(1 / (n + 1)),
-      leave: `${pct(leave)} [${pct(worstLeave)}]`,
-      'ideal leave': pct(1 / n),
-      'ms/placeAll': (ms / timed).toFixed(2)
+      'max/avg': balance.mean.toFixed(2),
+      settle: settleMoved.text(),
+      'scale-up': up.text(),
+      '→ fp': upAfter.short(),
+      'scale-down': down.text(),
+      '→ fp ': downAfter.short(),
+      join: join.text(),
+      'ideal join': pct(idealJoin),
+      leave: leave.text(),
+      'ideal leave': pct(idealLeave),
+      'stateless join': statelessJoin.text(),
+      'stateless leave': statelessLeave.text(),
+      'ms/placeAll': (ms / trials).toFixed(2),
+      'ms settled': (msSettled / trials).toFixed(2)
     })
+    process.stderr.write(`N=${n} slots=${slots} done (${((performance.now() - started) / 1000).toFixed(0)} s)\n`)
   }
 }
 
 const columns = Object.keys(rows[0]) as Array<keyof Row>
-const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)))
+const widths = columns.map((c) => Math.max(c.trim().length, ...rows.map((r) => String(r[c]).length)))
 const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join('  ')
-console.log(`placement bench: ${TRIALS} services per cell; mean [worst]; cap = load cap / average load`)
-console.log(line(columns))
+console.log(
+  `placement bench: ${TRIALS} services per cell (${TRIALS_10K} for 10 000 slots); mean [worst]; ` +
+    'cap = load cap / average load; max/avg of the ideal placement; movement to the fixed point'
+)
+console.log(line(columns.map((c) => c.trim())))
 console.log(line(widths.map((w) => '-'.repeat(w))))
 for (const r of rows) console.log(line(columns.map((c) => String(r[c]))))
+console.log('goals (scale-up/down 0%; join/leave mean ≤ 1.1 × ideal, worst ≤ 1.1 × ideal + 1 slot):')
+for (const o of ok) console.log(`  ${o}`)
 console.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`)

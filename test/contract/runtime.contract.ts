@@ -19,6 +19,7 @@ import {
   type RuntimeEvent
 } from '../../node/runtime/types.ts'
 import type { TestHooks } from '../../node/runtime/memory.ts'
+import { freePort } from '../helpers/agents.ts'
 
 export const CONTRACT_IMAGE = 'p2p-orch/busybox:latest'
 
@@ -259,7 +260,9 @@ export function runtimeContract(name: string, make: () => Promise<ContractSetup>
 
     it('a published port already taken on the host IP fails the run and leaves no container', async () => {
       const node = newNode('ports')
-      const port = 20_000 + Math.floor(Math.random() * 20_000)
+      // below Linux's ephemeral range (32768+), where another test's outgoing socket may hold the
+      // port, and checked free on the host IP: the second run must fail on our first container only
+      const port = await freePort(['127.0.0.1'], 20_000 + Math.floor(Math.random() * 12_000))
       const ports: ServiceSpec['ports'] = [{ target: 80, published: port, protocol: 'tcp', mode: 'host' }]
       const first = await run(node, { ports }, { hostIp: '127.0.0.1' })
       await assert.rejects(run(node, { ports }, { hostIp: '127.0.0.1' }), /already allocated|in use/)
