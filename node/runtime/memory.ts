@@ -17,6 +17,7 @@
  * PID 1 that ignores SIGTERM and is killed). Events are delivered after a microtask, in order.
  */
 import type { ServiceSpec } from '../../protocol/spec.ts'
+import { splitStatements } from '../../protocol/compose/shell.ts'
 import {
   ImageNotFoundError,
   LABEL_GENERATION,
@@ -635,48 +636,5 @@ function execute(argv: string[], lastStatus: number): Outcome {
   }
 }
 
-/**
- * Split a shell script into statements of words: `;`, `&&` and newlines separate statements,
- * single and double quotes group words. Enough for test commands, not a shell.
- */
-export function splitScript(script: string): string[][] {
-  const statements: string[][] = []
-  let words: string[] = []
-  let word = ''
-  let inWord = false
-  let quote: '"' | "'" | null = null
-  const endWord = (): void => {
-    if (inWord) words.push(word)
-    word = ''
-    inWord = false
-  }
-  const endStatement = (): void => {
-    endWord()
-    if (words.length > 0) statements.push(words)
-    words = []
-  }
-  for (let i = 0; i < script.length; i++) {
-    const ch = script[i]
-    if (quote) {
-      if (ch === quote) quote = null
-      else word += ch
-      continue
-    }
-    if (ch === '"' || ch === "'") {
-      quote = ch
-      inWord = true
-    } else if (ch === ';' || ch === '\n') {
-      endStatement()
-    } else if (ch === '&' && script[i + 1] === '&') {
-      endStatement()
-      i++
-    } else if (ch === ' ' || ch === '\t') {
-      endWord()
-    } else {
-      word += ch
-      inWord = true
-    }
-  }
-  endStatement()
-  return statements
-}
+/** A script as statements of words (`;`, `&&` and newlines separate them): the project's one shell splitter. */
+export const splitScript = splitStatements

@@ -1,0 +1,347 @@
+/**
+ * The support matrix: for every key the Compose schema knows in a mapping we read, whether it is
+ * supported, ignored (a warning: skipping it leaves the service behaving as the user expects) or
+ * refused (an error: skipping it would silently change what runs). These tables only classify
+ * keys of a file the schema has accepted; test/unit/compose-schema.test.ts checks that each table
+ * lists exactly the keys of the schema object it names, and README.md's matrix is printed from
+ * them (scripts/compose-matrix.ts).
+ */
+import type { Ctx, Obj, Path } from './types.ts'
+import { err, report } from './types.ts'
+
+export type Support =
+  | { status: 'supported', note?: string }
+  | { status: 'ignored', reason: string }
+  | { status: 'refused', reason: string }
+
+export interface KeyTable {
+  /** where the keys sit, as the matrix shows it */
+  where: string
+  /** JSON pointer of the mapping's definition in the Compose schema (`$ref`s are followed) */
+  schema: string
+  keys: Readonly<Record<string, Support>>
+}
+
+const yes = (note?: string): Support => (note === undefined ? { status: 'supported' } : { status: 'supported', note })
+const ignored = (reason: string): Support => ({ status: 'ignored', reason })
+const refused = (reason: string): Support => ({ status: 'refused', reason })
+
+export const TOP: KeyTable = {
+  where: '(top level)',
+  schema: '',
+  keys: {
+    name: yes('the stack name (overridden by --name)'),
+    services: yes(),
+    volumes: yes('local named volumes, `<stack>_<name>` unless `name:` or `external`'),
+    version: ignored('obsolete in the Compose specification'),
+    networks: ignored('every node gives its replicas one network; services reach each other by name'),
+    secrets: ignored('declarations only; services that use secrets are refused'),
+    configs: ignored('declarations only; services that use configs are refused'),
+    models: ignored('declarations only; services that use models are refused'),
+    include: refused('the included files would be left out of the stack')
+  }
+}
+
+export const SERVICE: KeyTable = {
+  where: 'services.*',
+  schema: '/definitions/service',
+  keys: {
+    image: yes('required (images are pulled, never built)'),
+    command: yes('a list, or a string split into words like Compose; shell operators are refused'),
+    entrypoint: yes('as command'),
+    environment: yes(),
+    env_file: yes('read by the CLI beside the Compose file; `format:` is refused'),
+    labels: yes('container labels'),
+    ports: yes('ingress ports open on every node (routing mesh); a specific host IP is refused'),
+    expose: yes('ports other services reach by name'),
+    healthcheck: yes(),
+    volumes: yes('named volumes, binds (absolute after resolving against the file), tmpfs'),
+    tmpfs: yes('mount options are ignored with a warning'),
+    user: yes(),
+    working_dir: yes('an absolute path'),
+    stop_signal: yes(),
+    stop_grace_period: yes(),
+    deploy: yes(),
+    restart: yes('mapped to the restart policy; deploy.restart_policy wins'),
+    scale: yes('as deploy.replicas; the two must agree'),
+    cpus: yes('as deploy.resources.limits.cpus'),
+    mem_limit: yes('as deploy.resources.limits.memory'),
+    mem_reservation: yes('as deploy.resources.reservations.memory'),
+    build: ignored('the image is pulled, never built; refused when there is no image:'),
+    // harmless to skip: the containers still run as the user expects
+    depends_on: ignored('start order is not enforced; replicas restart until their dependencies answer'),
+    container_name: ignored('container names are generated per replica'),
+    networks: ignored('all services of a stack share one network'),
+    logging: ignored('containers use the engine default log driver'),
+    hostname: ignored('containers keep the engine-assigned hostname'),
+    domainname: ignored('containers keep the engine default domain name'),
+    links: ignored('legacy option; services reach each other by name'),
+    external_links: ignored('legacy option'),
+    annotations: ignored('metadata only'),
+    attach: ignored('log attachment is a client-side option'),
+    develop: ignored('development-only watch settings'),
+    pull_policy: ignored('images are pulled when missing'),
+    pull_refresh_after: ignored('images are pulled when missing'),
+    platform: ignored('the engine pulls the image for its own platform'),
+    stdin_open: ignored('no interactive attachment'),
+    tty: ignored('no terminal attachment'),
+    init: ignored('no init process is injected'),
+    mac_address: ignored('addresses are engine-assigned'),
+    cpu_count: ignored('CPU tuning; use deploy.resources.limits.cpus'),
+    cpu_percent: ignored('CPU tuning; use deploy.resources.limits.cpus'),
+    cpu_shares: ignored('CPU tuning; use deploy.resources.limits.cpus'),
+    cpu_quota: ignored('CPU tuning; use deploy.resources.limits.cpus'),
+    cpu_period: ignored('CPU tuning; use deploy.resources.limits.cpus'),
+    cpu_rt_period: ignored('CPU tuning'),
+    cpu_rt_runtime: ignored('CPU tuning'),
+    cpuset: ignored('CPU pinning is node-specific'),
+    mem_swappiness: ignored('memory tuning'),
+    memswap_limit: ignored('memory tuning'),
+    oom_kill_disable: ignored('memory tuning'),
+    oom_score_adj: ignored('memory tuning'),
+    pids_limit: ignored('resource tuning'),
+    blkio_config: ignored('I/O tuning'),
+    // would change behaviour if skipped
+    privileged: refused('privileged containers would run unprivileged'),
+    cap_add: refused('the container would lack the capabilities it asks for'),
+    cap_drop: refused('the container would keep capabilities meant to be dropped'),
+    security_opt: refused('security options would be dropped'),
+    read_only: refused('the root file system would be writable'),
+    devices: refused('the devices would be missing'),
+    device_cgroup_rules: refused('device access rules would be dropped'),
+    gpus: refused('the GPUs would be missing'),
+    network_mode: refused('the container would run on the stack network instead'),
+    pid: refused('the PID namespace would not be shared'),
+    ipc: refused('the IPC namespace would not be shared'),
+    uts: refused('the UTS namespace would not be shared'),
+    userns_mode: refused('the user namespace setting would be dropped'),
+    cgroup: refused('the cgroup namespace setting would be dropped'),
+    cgroup_parent: refused('the cgroup placement would be dropped'),
+    secrets: refused('the secrets would be missing in the container'),
+    configs: refused('the configs would be missing in the container'),
+    volumes_from: refused('the shared volumes would be missing'),
+    extends: refused('the extended configuration would be left out'),
+    profiles: refused('services in profiles would start unconditionally'),
+    dns: refused('custom DNS servers would not be used'),
+    dns_opt: refused('DNS options would be dropped'),
+    dns_search: refused('DNS search domains would be dropped'),
+    extra_hosts: refused('the extra host names would not resolve'),
+    sysctls: refused('kernel parameters would not be set'),
+    ulimits: refused('the ulimits would not be set'),
+    shm_size: refused('/dev/shm would keep the engine default size'),
+    group_add: refused('the extra groups would be missing'),
+    storage_opt: refused('storage options would be dropped'),
+    runtime: refused('the container would run under the default runtime'),
+    isolation: refused('the isolation technology would be dropped'),
+    credential_spec: refused('the credential spec would be dropped'),
+    label_file: refused('label files are not read; use labels'),
+    post_start: refused('lifecycle hooks would not run'),
+    pre_stop: refused('lifecycle hooks would not run'),
+    provider: refused('provider services are not containers'),
+    models: refused('the models would be missing'),
+    use_api_socket: refused('the engine API socket would be missing')
+  }
+}
+
+export const DEPLOY: KeyTable = {
+  where: 'services.*.deploy',
+  schema: '/definitions/deployment',
+  keys: {
+    mode: yes('replicated or global (the job modes are refused)'),
+    replicas: yes(),
+    resources: yes(),
+    restart_policy: yes(),
+    placement: yes(),
+    labels: ignored('service-level labels; use labels for container labels'),
+    update_config: ignored('updates replace replicas with the default strategy'),
+    rollback_config: ignored('rollbacks use the default strategy'),
+    endpoint_mode: refused('the service is always reached through its virtual address')
+  }
+}
+
+export const RESOURCES: KeyTable = {
+  where: 'services.*.deploy.resources',
+  schema: '/definitions/deployment/properties/resources',
+  keys: { limits: yes(), reservations: yes('placement only picks nodes with room for them') }
+}
+
+export const LIMITS: KeyTable = {
+  where: 'services.*.deploy.resources.limits',
+  schema: '/definitions/deployment/properties/resources/properties/limits',
+  keys: { cpus: yes(), memory: yes(), pids: ignored('the PID limit is not enforced') }
+}
+
+export const RESERVATIONS: KeyTable = {
+  where: 'services.*.deploy.resources.reservations',
+  schema: '/definitions/deployment/properties/resources/properties/reservations',
+  keys: {
+    cpus: yes(),
+    memory: yes(),
+    generic_resources: refused('the reserved resources would not be accounted for'),
+    devices: refused('the reserved devices (e.g. GPUs) would be missing')
+  }
+}
+
+export const RESTART_POLICY: KeyTable = {
+  where: 'services.*.deploy.restart_policy',
+  schema: '/definitions/deployment/properties/restart_policy',
+  keys: { condition: yes('none, on-failure or any'), delay: yes(), max_attempts: yes(), window: yes() }
+}
+
+export const PLACEMENT: KeyTable = {
+  where: 'services.*.deploy.placement',
+  schema: '/definitions/deployment/properties/placement',
+  keys: {
+    constraints: yes('node.labels.KEY, node.name, node.hostname, node.id with == or !='),
+    max_replicas_per_node: yes(),
+    preferences: ignored('spread preferences are not applied')
+  }
+}
+
+export const HEALTHCHECK: KeyTable = {
+  where: 'services.*.healthcheck',
+  schema: '/definitions/healthcheck',
+  keys: {
+    test: yes(),
+    interval: yes(),
+    timeout: yes(),
+    retries: yes(),
+    start_period: yes(),
+    disable: yes(),
+    start_interval: ignored('the interval is used during the start period too')
+  }
+}
+
+export const PORT: KeyTable = {
+  where: 'services.*.ports[] (long syntax)',
+  schema: '/definitions/service/properties/ports/items/oneOf/2',
+  keys: {
+    target: yes(),
+    published: yes('a single port; ranges are refused'),
+    protocol: yes('tcp or udp'),
+    mode: yes('ingress (every node) or host (where a replica runs)'),
+    host_ip: yes('only 0.0.0.0 or ::; a specific address is refused'),
+    name: ignored('metadata only'),
+    app_protocol: ignored('metadata only')
+  }
+}
+
+/** Our own extension of a long-syntax port: `x-p2p-orch: {proxy_protocol: true}`. */
+export const PORT_EXTENSION: KeyTable = {
+  where: 'services.*.ports[].x-p2p-orch',
+  schema: '',
+  keys: { proxy_protocol: yes('true or "v2": the routing mesh sends a PROXY protocol v2 header first') }
+}
+
+export const MOUNT: KeyTable = {
+  where: 'services.*.volumes[] (long syntax)',
+  schema: '/definitions/service/properties/volumes/items/oneOf/1',
+  keys: {
+    type: yes('volume, bind or tmpfs (cluster, npipe and image are refused)'),
+    source: yes(),
+    target: yes(),
+    read_only: yes(),
+    bind: yes(),
+    volume: yes(),
+    tmpfs: yes(),
+    consistency: ignored('platform-specific hint'),
+    image: refused('image mounts are not supported')
+  }
+}
+
+export const MOUNT_BIND: KeyTable = {
+  where: 'services.*.volumes[].bind',
+  schema: '/definitions/service/properties/volumes/items/oneOf/1/properties/bind',
+  keys: {
+    propagation: ignored('mounts use the default propagation'),
+    create_host_path: ignored('the engine default applies'),
+    selinux: ignored('no SELinux relabelling'),
+    recursive: ignored('the engine default applies')
+  }
+}
+
+export const MOUNT_VOLUME: KeyTable = {
+  where: 'services.*.volumes[].volume',
+  schema: '/definitions/service/properties/volumes/items/oneOf/1/properties/volume',
+  keys: {
+    nocopy: ignored('the image content is copied into a new volume'),
+    labels: ignored('volume labels are not set'),
+    subpath: refused('the whole volume would be mounted instead of the sub-path')
+  }
+}
+
+export const MOUNT_TMPFS: KeyTable = {
+  where: 'services.*.volumes[].tmpfs',
+  schema: '/definitions/service/properties/volumes/items/oneOf/1/properties/tmpfs',
+  keys: {
+    size: ignored('the tmpfs is not size-limited'),
+    mode: ignored('the tmpfs keeps the default mode')
+  }
+}
+
+export const VOLUME: KeyTable = {
+  where: 'volumes.*',
+  schema: '/definitions/volume',
+  keys: {
+    name: yes('the engine name, used as is'),
+    external: yes('the volume is used as is, not prefixed with the stack'),
+    driver: yes('local only; other drivers are refused'),
+    labels: ignored('volume labels are not set'),
+    driver_opts: refused('the volume would be created without its driver options')
+  }
+}
+
+export const VOLUME_EXTERNAL: KeyTable = {
+  where: 'volumes.*.external',
+  schema: '/definitions/volume/properties/external',
+  keys: { name: yes('deprecated; the engine name') }
+}
+
+export const ENV_FILE: KeyTable = {
+  where: 'services.*.env_file[]',
+  schema: '/definitions/env_file/oneOf/1/items/oneOf/1',
+  keys: {
+    path: yes(),
+    required: yes(),
+    format: refused('only the default env file format is read')
+  }
+}
+
+/** Every table, in the matrix's order. */
+export const TABLES: readonly KeyTable[] = [
+  TOP, SERVICE, DEPLOY, RESOURCES, LIMITS, RESERVATIONS, RESTART_POLICY, PLACEMENT, HEALTHCHECK,
+  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE
+]
+
+/**
+ * Reports a mapping's ignored and refused keys (per its table), and keys the table does not know
+ * (only reachable inside our own `x-p2p-orch` extension: the schema refuses unknown keys first).
+ * `x-*` keys pass, and so do `reportedByCaller` (keys whose class depends on the rest of the mapping).
+ */
+export function checkKeys (ctx: Ctx, o: Obj, path: Path, table: KeyTable, reportedByCaller: readonly string[] = []): void {
+  for (const k of Object.keys(o)) {
+    if (k.startsWith('x-') || reportedByCaller.includes(k)) continue
+    const rule = Object.hasOwn(table.keys, k) ? table.keys[k] : undefined
+    if (rule === undefined) err(ctx, [...path, k], 'unknown key', 'key')
+    else if (rule.status === 'ignored') report(ctx, 'warning', [...path, k], `ignored: not supported yet (${rule.reason})`, 'key')
+    else if (rule.status === 'refused') err(ctx, [...path, k], `not supported yet: ${rule.reason}`, 'key')
+  }
+}
+
+/** The matrix as Markdown (README.md's "Compose support" section is this text). */
+export function supportMatrix (): string {
+  const lines: string[] = []
+  const cell = (s: string): string => s.replace(/\|/g, '\\|')
+  for (const t of TABLES) {
+    lines.push(`**\`${t.where}\`**`, '', '| key | support | notes |', '| --- | --- | --- |')
+    const order = { supported: 0, ignored: 1, refused: 2 }
+    const keys = Object.keys(t.keys).sort((a, b) => order[t.keys[a].status] - order[t.keys[b].status] || (a < b ? -1 : a > b ? 1 : 0))
+    for (const k of keys) {
+      const s = t.keys[k]
+      const note = s.status === 'supported' ? (s.note ?? '') : s.reason
+      lines.push(`| \`${k}\` | ${s.status === 'supported' ? 'supported' : s.status === 'ignored' ? 'ignored (warning)' : 'refused (error)'} | ${cell(note)} |`)
+    }
+    lines.push('')
+  }
+  return lines.join('\n')
+}
