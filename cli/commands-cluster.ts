@@ -3,7 +3,7 @@
  */
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { JoinTokenResponse, NodeView } from '../node/api/types.ts'
+import type { InfoResponse, JoinTokenResponse, NodeView } from '../node/api/types.ts'
 import { clientFor, dataDirOf, type GlobalOptions } from './context.ts'
 import { CliUserError } from './errors.ts'
 import { age, labels, shortId, table } from './format.ts'
@@ -53,10 +53,22 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     })
 
   program.command('join-token')
-    .description('print the token other nodes join with')
-    .option('--worker', 'a token without the operator key: the new node runs work but its CLI cannot change the cluster')
+    .description('print the token other nodes join with (it carries no private key)')
+    .option('--worker', 'accepted for compatibility: every token is a worker token now')
+    .option('--with-admin-key', 'also put YOUR credential in the token, so the new node\'s user can change the cluster (single-owner setups only)')
     .action(async (o) => {
-      const r = await clientFor(g()).call<JoinTokenResponse>('GET', `/join-token${o.worker === true ? '?worker=1' : ''}`)
+      const client = clientFor(g())
+      const r = await client.call<JoinTokenResponse>('GET', '/join-token')
+      if (o.withAdminKey === true) {
+        const [{ decodeToken, encodeToken }, { encodeCredential }, { requireCredential }] = await Promise.all([
+          import('../protocol/token.ts'), import('../protocol/credential.ts'), import('./credentials.ts')
+        ])
+        const info = await client.call<InfoResponse>('GET', '/info')
+        const { credential, source } = requireCredential(g(), info.clusterId)
+        r.token = encodeToken({ ...decodeToken(r.token), credential: encodeCredential(credential) })
+        r.command = `p2p-orch agent --data DIR --join ${r.token}`
+        process.stderr.write(`warning: this token carries your credential (key "${credential.name}", from ${source}): anyone who holds it can do what that key can. Prefer \`p2p-orch key create\` for each person.\n`)
+      }
       console.log(g().json === true ? JSON.stringify(r) : r.token)
     })
 
@@ -82,7 +94,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .description('forget a dead or departed node')
     .option('--force', 'remove even if it still looks alive')
     .action(async (ref: string, o) => {
-      await clientFor(g()).call('DELETE', `/nodes/${encodeURIComponent(ref)}${o.force === true ? '?force=1' : ''}`)
+      const { write } = await import('./credentials.ts')
+      await write(clientFor(g()), g(), 'DELETE', `/nodes/${encodeURIComponent(ref)}${o.force === true ? '?force=1' : ''}`)
       console.log(`removed ${ref}`)
     })
   node.command('update <node>')
@@ -91,7 +104,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .option('--label-add <k=v>', 'add a label (repeatable)', collect, [])
     .option('--label-rm <k>', 'remove a label (repeatable)', collect, [])
     .action(async (ref: string, o) => {
-      const r = await clientFor(g()).call('PATCH', `/nodes/${encodeURIComponent(ref)}`, { availability: o.availability, labelAdd: parseLabels(o.labelAdd), labelRm: o.labelRm })
+      const { write } = await import('./credentials.ts')
+      const r = await write(clientFor(g()), g(), 'PATCH', `/nodes/${encodeURIComponent(ref)}`, { availability: o.availability, labelAdd: parseLabels(o.labelAdd), labelRm: o.labelRm })
       console.log(g().json === true ? JSON.stringify(r) : `updated ${ref}`)
     })
 }

@@ -96,7 +96,8 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
       if (o.dryRun === true) { if (g().json === true) console.log(JSON.stringify(plan, null, 2)); return }
       if (plan.changes.every((c) => c.action === 'unchanged')) { if (g().json === true) console.log(JSON.stringify(plan, null, 2)); else console.log('nothing to change'); return }
       if (o.yes !== true && process.stdin.isTTY === true && !(await confirm('apply these changes?'))) throw new CliUserError('cancelled; nothing was changed')
-      const done = await client.call<DeployResponse>('POST', '/deploy', req)
+      const { write } = await import('./credentials.ts')
+      const done = await write<DeployResponse>(client, g(), 'POST', '/deploy', req)
       if (g().json === true) console.log(JSON.stringify(done, null, 2))
       const byName = new Map(compose.services.map((s) => [s.name, s]))
       await followOrDetach(client, g(), o, done.changes.filter((c) => c.action !== 'remove').map((c) => ({
@@ -110,7 +111,8 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
     .option('-d, --detach', 'return at once instead of following the rollout')
     .action(async (args: string[], o) => {
       const client = clientFor(g())
-      const r = await client.call<ScaleResponse>('POST', '/scale', { scales: parseScaleArgs(args) })
+      const { write } = await import('./credentials.ts')
+      const r = await write<ScaleResponse>(client, g(), 'POST', '/scale', { scales: parseScaleArgs(args) })
       if (g().json === true) console.log(JSON.stringify(r, null, 2))
       else printChanges(r.changes)
       await followOrDetach(client, g(), o, r.changes.map((c) => ({ service: c.service, replicas: c.replicas, generation: c.generation })))
@@ -163,8 +165,9 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
     .argument('<service...>')
     .action(async (names: string[]) => {
       const client = clientFor(g())
+      const { write } = await import('./credentials.ts')
       for (const n of names) {
-        await client.call('DELETE', `/services/${encodeURIComponent(n)}`)
+        await write(client, g(), 'DELETE', `/services/${encodeURIComponent(n)}`)
         console.log(`removed ${n}`)
       }
     })

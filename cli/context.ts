@@ -1,6 +1,7 @@
 /**
  * How a command finds its node: --api (socket path or http URL), else --data DIR /
- * P2P_ORCH_DATA (the node's data directory holds control.sock).
+ * P2P_ORCH_DATA (the node's data directory holds control.sock). Which credential signs its
+ * writes: credentials.ts (--key FILE, P2P_ORCH_KEY, the user's credentials file).
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -11,6 +12,8 @@ export interface GlobalOptions {
   data?: string
   api?: string
   json?: boolean
+  /** a file holding the credential that signs writes */
+  key?: string
 }
 
 export function dataDirOf (g: GlobalOptions): string | undefined {

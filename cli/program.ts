@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander'
 import { VERSION } from '../node/version.ts'
 import { registerClusterCommands } from './commands-cluster.ts'
+import { registerKeyCommands } from './commands-keys.ts'
 import { registerServiceCommands } from './commands-services.ts'
 import type { GlobalOptions } from './context.ts'
 import { report } from './errors.ts'
@@ -16,12 +17,14 @@ program.name('p2p-orch')
   .option('--data <dir>', 'the local node\'s data directory (or P2P_ORCH_DATA)')
   .option('--api <socket|url>', 'talk to the node at this control socket or URL instead')
   .option('--json', 'machine-readable output')
+  .option('--key <file>', 'sign changes with the credential in this file (or P2P_ORCH_KEY; default: the user\'s ~/.config/p2p-orch/credentials.json)')
   .showHelpAfterError('(run `p2p-orch --help` for usage)')
   .exitOverride()
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 registerClusterCommands(program, globals)
 registerServiceCommands(program, globals)
+registerKeyCommands(program, globals)
 
 try {
   await program.parseAsync(process.argv)

@@ -9,11 +9,20 @@ const SECOND_SIGNAL_MIN_GAP_MS = 1000
 
 export async function runAgent (opts: NodeOptions, print: (line: string) => void): Promise<void> {
   const node = await createNode(opts)
-  if (node.identity.created) print('Created a new cluster.')
-  if (node.identity.operatorPem !== null) {
+  if (node.identity.created) print(`Created a new cluster. Cluster id: ${node.identity.cluster.clusterId}`)
+  const cred = node.credential
+  if (cred !== null && cred.added) {
+    // said once: the next start finds the entry already there
+    print(`The cluster's admin credential (key "${cred.name}") is in ${cred.path} (0600); p2p-orch commands run by this user sign with it.`)
+    if (node.identity.legacyOperatorKey) print(`${opts.dataDir}/operator.key is no longer used by the agent: the key now lives in ${cred.path}; delete operator.key.`)
+    print('Give other people their own keys: p2p-orch key create NAME --role admin|deployer|viewer')
+  }
+  // The token holds the cluster's network key: printed once, when the cluster is created, not at
+  // every start of every node (where it would end up in every journal).
+  if (node.identity.created) {
     print('To add a node to this cluster, run on it:')
-    print(`  p2p-orch agent --data DIR --join ${node.joinToken(true)}`)
-    print('(`p2p-orch join-token` prints the token again; `join-token --worker` prints one without the operator key.)')
+    print(`  p2p-orch agent --data DIR --join ${node.joinToken()}`)
+    print('(`p2p-orch join-token` prints the token again; it carries no private key.)')
   }
   let stoppingSince = 0
   const stop = (signal: string): void => {

@@ -61,6 +61,12 @@ export class Gossip {
       this.counters.inc('gossip_messages_rejected_total')
       return TopicValidatorResult.Reject
     }
+    // Refused only by our key records (a key we do not know yet, or one revoked here): not the
+    // sender's fault, so no penalty, but nothing worth forwarding either.
+    if (res.deferred > 0 && res.applied.length === 0) {
+      this.counters.inc('gossip_messages_ignored_total')
+      return TopicValidatorResult.Ignore
+    }
     this.counters.inc('gossip_messages_accepted_total')
     return TopicValidatorResult.Accept
   }

@@ -2,19 +2,26 @@
  * The node's identity and cluster membership credentials, kept in its data directory:
  *
  *   node.key      libp2p Ed25519 private key (protobuf) — the node's peer id; never regenerated
- *   cluster.json  cluster id, network key, trusted operator, seeds
- *   operator.key  operator private key (PKCS#8 PEM, 0600) — only on nodes allowed to sign writes
+ *   cluster.json  cluster id, network key, trusted (founding) operator, seeds
+ *
+ * The node holds no operator private key: the CLI signs desired-state writes with the user's
+ * credential. A start that creates a cluster returns the founding admin credential (and a join
+ * token that carries one returns that) for createNode to put in the user's credentials file.
+ * `operator.key` (PKCS#8 PEM), where older versions kept the founding key, is read only to move it
+ * there.
  *
  * A corrupt file is an error, never a reason to silently become a new node.
  */
-import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, writeFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, generateKeyPairFromSeed, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { operatorSignerFromPem, type Signer } from '../protocol/sign.ts'
-import { decodeToken, NETWORK_KEY_BYTES, type JoinToken } from '../protocol/token.ts'
+import { credentialSigner, decodeCredential, generateCredential, type Credential } from '../protocol/credential.ts'
+import { FOUNDER_KEY_NAME } from '../protocol/keys.ts'
+import { seedFromPem } from '../protocol/sign.ts'
+import { decodeToken, NETWORK_KEY_BYTES, TokenError, type JoinToken } from '../protocol/token.ts'
 import { DataDirError, UserError } from './errors.ts'
 
 export interface ClusterConfig {
@@ -27,9 +34,14 @@ export interface ClusterConfig {
 export interface Identity {
   privateKey: PrivateKey
   cluster: ClusterConfig
-  /** present when this node holds the operator key */
-  operator: Signer | null
-  operatorPem: string | null
+  /**
+   * An admin credential this start brought, to be put in the user's credentials file: the
+   * founding key of a cluster just created, one a join token carried, or a legacy operator.key.
+   * Never written to the data directory.
+   */
+  admin: Credential | null
+  /** true if `admin` came from a legacy operator.key file */
+  legacyOperatorKey: boolean
   /** true if this start created a brand-new cluster */
   created: boolean
 }
@@ -102,6 +114,7 @@ export async function loadIdentity (dir: string, joinToken: string | undefined, 
   const operatorPath = join(dir, FILES.operatorKey)
   let created = false
   let cluster: ClusterConfig
+  let admin: Credential | null = null
 
   if (existsSync(clusterPath)) {
     cluster = parseClusterJson(clusterPath, await readFile(clusterPath, 'utf8'))
@@ -110,30 +123,46 @@ export async function loadIdentity (dir: string, joinToken: string | undefined, 
     }
   } else if (token !== undefined) {
     cluster = { clusterId: token.clusterId, networkKey: token.networkKey, operator: token.operator, seeds: token.seeds }
-    if (token.operatorKey !== undefined && !existsSync(operatorPath)) await writeFileAtomic(operatorPath, token.operatorKey, 0o600)
   } else {
-    const { privateKey: opKey } = generateKeyPairSync('ed25519')
-    const pem = opKey.export({ format: 'pem', type: 'pkcs8' }).toString()
-    await writeFileAtomic(operatorPath, pem, 0o600)
-    cluster = { clusterId: randomUUID(), networkKey: new Uint8Array(randomBytes(NETWORK_KEY_BYTES)), operator: operatorSignerFromPem(pem).id, seeds: [] }
+    const clusterId = randomUUID()
+    admin = generateCredential(clusterId, FOUNDER_KEY_NAME)
+    cluster = { clusterId, networkKey: new Uint8Array(randomBytes(NETWORK_KEY_BYTES)), operator: credentialSigner(admin).id, seeds: [] }
     created = true
+  }
+  if (token !== undefined && admin === null) admin = tokenCredential(token)
+  if (admin !== null && admin.name === FOUNDER_KEY_NAME && credentialSigner(admin).id !== cluster.operator) {
+    throw new TokenError('the join token carries an admin key that is not this cluster\'s founding key')
   }
   const seeds = [...new Set([...cluster.seeds, ...(token?.seeds ?? []), ...extraSeeds])]
   cluster = { ...cluster, seeds }
   await saveCluster(dir, cluster)
 
-  let operator: Signer | null = null
-  let operatorPem: string | null = null
-  if (existsSync(operatorPath)) {
-    operatorPem = await readFile(operatorPath, 'utf8')
+  let legacyOperatorKey = false
+  if (admin === null && existsSync(operatorPath)) {
     try {
-      operator = operatorSignerFromPem(operatorPem)
+      admin = { clusterId: cluster.clusterId, name: FOUNDER_KEY_NAME, seed: seedFromPem(await readFile(operatorPath, 'utf8')) }
     } catch (err) {
       throw new DataDirError(`${operatorPath} is not a valid operator key (${(err as Error).message})`)
     }
-    if (operator.id !== cluster.operator) throw new UserError(`${operatorPath} is not this cluster's operator key`)
+    if (credentialSigner(admin).id !== cluster.operator) throw new UserError(`${operatorPath} is not this cluster's operator key`)
+    legacyOperatorKey = true
   }
-  return { privateKey, cluster, operator, operatorPem, created }
+  return { privateKey, cluster, admin, legacyOperatorKey, created }
+}
+
+/** The admin credential a join token carries (`join-token --with-admin-key`, or an older full token's PEM). */
+function tokenCredential (token: JoinToken): Credential | null {
+  try {
+    if (token.credential !== undefined) {
+      const c = decodeCredential(token.credential)
+      if (c.clusterId !== token.clusterId) throw new Error('it is for another cluster')
+      return c
+    }
+    if (token.operatorKey !== undefined) return { clusterId: token.clusterId, name: FOUNDER_KEY_NAME, seed: seedFromPem(token.operatorKey) }
+  } catch (err) {
+    throw new TokenError(`the join token's admin key is unusable (${(err as Error).message})`)
+  }
+  return null
 }
 
 /** The bearer token remote CLIs present to the TCP control API; created on first use (0600). */

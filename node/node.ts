@@ -16,6 +16,7 @@ import { ControlServer } from './control.ts'
 import { Dialer } from './dialer.ts'
 import { Gossip } from './gossip.ts'
 import { createHost, startHost, type Host } from './host.ts'
+import { addCredential, userCredentialsPath } from './api/credentials.ts'
 import { FILES, loadApiToken, loadIdentity, type Identity } from './identity.ts'
 import { UserError } from './errors.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -71,6 +72,19 @@ export interface NodeOptions {
   ingressHost?: string
   /** give containers the node network and service-name resolver (default: when there is a runtime) */
   discovery?: boolean
+  /**
+   * where an admin credential this start brings (a new cluster's founding key, one a join token
+   * carried) is put: default the user's credentials file (node/api/credentials.ts); false: nowhere
+   */
+  credentialsFile?: string | false
+}
+
+/** An admin credential this start put in the user's credentials file. */
+export interface InstalledCredential {
+  path: string
+  name: string
+  /** false when the file already had an entry for this cluster (nothing was written) */
+  added: boolean
 }
 
 export interface P2pNode {
@@ -85,7 +99,10 @@ export interface P2pNode {
   readonly logger: Logger
   readonly socketPath: string
   readonly mesh: Mesh
-  joinToken (full: boolean): string
+  /** where this start put an admin credential, if it brought one */
+  readonly credential: InstalledCredential | null
+  /** a join token: cluster id, network key, seeds, founding operator's public key; no private key */
+  joinToken (): string
   stop (): Promise<void>
 }
 
@@ -110,6 +127,19 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const name = opts.name ?? hostname()
   const logger = opts.logger ?? createLogger(name)
   const counters = new Counters()
+
+  // The node keeps no operator private key: an admin credential this start brought goes to the
+  // user's credentials file, where the CLI finds it.
+  let credential: InstalledCredential | null = null
+  if (identity.admin !== null && opts.credentialsFile !== false) {
+    const path = opts.credentialsFile ?? userCredentialsPath()
+    try {
+      credential = { path, name: identity.admin.name, added: await addCredential(path, identity.admin) }
+    } catch (err) {
+      await store.close()
+      throw new UserError(`cannot put the admin credential in ${path}: ${(err as Error).message}`)
+    }
+  }
 
   const trust = { operators: new Set([identity.cluster.operator]) }
   const states = new StateManager({ clusterId: identity.cluster.clusterId, trust, store, logger, counters, now })
@@ -207,12 +237,12 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     logger,
     socketPath: join(opts.dataDir, FILES.socket),
     mesh,
-    joinToken: (full) => encodeToken({
+    credential,
+    joinToken: () => encodeToken({
       clusterId: identity.cluster.clusterId,
       networkKey: identity.cluster.networkKey,
       seeds: [...new Set([...ownAddrs, ...identity.cluster.seeds])],
-      operator: identity.cluster.operator,
-      ...(full && identity.operatorPem !== null ? { operatorKey: identity.operatorPem } : {})
+      operator: identity.cluster.operator
     }),
     stop: async () => {}
   }

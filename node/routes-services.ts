@@ -1,17 +1,18 @@
 /**
  * Control API routes for services: deploy (with a plan), scale, list, inspect, ps, rm, logs.
- * Every write is signed with this node's operator key and spreads by gossip.
+ * Write routes answer with the records to write; the caller signs them with its credential and
+ * posts them to /records (writes.ts).
  */
 import { isDeepStrictEqual } from 'node:util'
 import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
 import { isMeshPort, MAX_REPLICAS, type ServiceSpec } from '../protocol/spec.ts'
 import { specError } from '../protocol/validate.ts'
-import type { DeployRequest, DeployResponse, InspectResponse, ScaleRequest, ScaleResponse, ServiceChange } from './api/types.ts'
+import type { DeployRequest, DeployResponse, InspectResponse, ScaleRequest, ScaleResponse, ServiceChange, Signable } from './api/types.ts'
 import type { ControlServer } from './control.ts'
 import { services } from './desired.ts'
 import { UserError } from './errors.ts'
 import type { P2pNode } from './node.ts'
-import { operatorOf } from './routes-cluster.ts'
+import { prepare, type Write } from './writes.ts'
 import type { Runtime } from './runtime/types.ts'
 import { serviceViews, taskViews } from './tasks-view.ts'
 
@@ -75,7 +76,7 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
     const req = body as DeployRequest
     if (req === null || typeof req !== 'object' || !Array.isArray(req.services) || typeof req.stack !== 'string') throw new UserError('deploy request needs a stack name and services')
     const changes: ServiceChange[] = []
-    const writes: Array<() => void> = []
+    const writes: Write[] = []
     const names = new Set<string>()
     for (const spec of req.services) {
       const err = specError(spec)
@@ -90,11 +91,8 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
       if (prev == null) {
         const generation = 1
         changes.push({ service: spec.name, action: 'create', replicas: spec.replicas, generation, details: [`image ${spec.image}`] })
-        writes.push(() => {
-          const op = operatorOf(node)
-          node.states.write(key.svc(spec.name), { spec, generation } satisfies ServiceRecord, op)
-          node.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
-        })
+        writes.push({ k: key.svc(spec.name), value: { spec, generation } satisfies ServiceRecord })
+        writes.push({ k: key.scale(spec.name), value: { replicas: spec.replicas } satisfies ScaleRecord })
         continue
       }
       const details = describeDiff(prev.spec, spec)
@@ -103,25 +101,18 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
       const specChanged = !isDeepStrictEqual({ ...prev.spec, replicas: 0 }, { ...spec, replicas: 0 })
       const generation = specChanged ? prev.generation + 1 : prev.generation
       changes.push({ service: spec.name, action: details.length === 0 ? 'unchanged' : specChanged ? 'update' : 'scale', replicas: spec.replicas, generation, details })
-      writes.push(() => {
-        const op = operatorOf(node)
-        if (specChanged || prev.spec.replicas !== spec.replicas) node.states.write(key.svc(spec.name), { spec, generation } satisfies ServiceRecord, op)
-        if (replicasBefore !== spec.replicas) node.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
-      })
+      if (specChanged || prev.spec.replicas !== spec.replicas) writes.push({ k: key.svc(spec.name), value: { spec, generation } satisfies ServiceRecord })
+      if (replicasBefore !== spec.replicas) writes.push({ k: key.scale(spec.name), value: { replicas: spec.replicas } satisfies ScaleRecord })
     }
     publishedPortConflict(node, req.services, req.prune === true ? req.stack : undefined)
     if (req.prune === true) {
       for (const s of services(node.states.state)) {
         if (s.spec.stack !== req.stack || names.has(s.spec.name)) continue
         changes.push({ service: s.spec.name, action: 'remove', replicas: 0, generation: s.generation, details: ['not in the file (--prune)'] })
-        writes.push(() => { node.states.write(key.svc(s.spec.name), null, operatorOf(node)) })
+        writes.push({ k: key.svc(s.spec.name), value: null })
       }
     }
-    if (req.dryRun !== true) {
-      operatorOf(node)
-      for (const w of writes) w()
-    }
-    return { stack: req.stack, changes }
+    return { stack: req.stack, changes, ...(req.dryRun !== true ? { sign: prepare(node, writes) } : {}) }
   })
 
   control.route('POST', '/scale', ({ body }): ScaleResponse => {
@@ -134,11 +125,8 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
       if (rec.spec.mode === 'global') throw new UserError(`${name} is a global service (one replica per eligible node); it cannot be scaled`)
       changes.push({ service: name, action: 'scale', replicas: n, generation: rec.generation, details: [`replicas: ${currentReplicas(node, name, rec)} → ${n}`] })
     }
-    if (req.dryRun !== true) {
-      const op = operatorOf(node)
-      for (const c of changes) node.states.write(key.scale(c.service), { replicas: c.replicas } satisfies ScaleRecord, op)
-    }
-    return { changes }
+    const sign = req.dryRun !== true ? prepare(node, changes.map((c) => ({ k: key.scale(c.service), value: { replicas: c.replicas } satisfies ScaleRecord }))) : undefined
+    return { changes, ...(sign !== undefined ? { sign } : {}) }
   })
 
   control.route('GET', '/services', () => serviceViews(node.states.state))
@@ -152,10 +140,9 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
     return { spec: rec.spec, generation: rec.generation, replicas: currentReplicas(node, params.name, rec), tasks: taskViews(node.states.state, params.name), routes }
   })
 
-  control.route('DELETE', '/services/:name', ({ params }) => {
+  control.route('DELETE', '/services/:name', ({ params }): { removed: string } & Signable => {
     requireService(node, params.name)
-    node.states.write(key.svc(params.name), null, operatorOf(node))
-    return { removed: params.name }
+    return { removed: params.name, sign: prepare(node, [{ k: key.svc(params.name), value: null }]) }
   })
 
   control.route('GET', '/ps', ({ query }) => {

@@ -2,14 +2,26 @@
  * Owns the node's copy of the cluster state: validates what arrives, merges it, persists it,
  * and signs and publishes local writes. Everything else (reconciler, membership, control API)
  * reads state here and subscribes to `change`.
+ *
+ * Named operator keys get their authority from `key/<name>` records, which may arrive after the
+ * writes they authorise. So that the order of arrival never changes a decision:
+ * - a record whose key is not known yet is held aside (bounded, `MAX_PENDING_RECORDS`) and tried
+ *   again whenever a key record is applied; one that falls out of the pool is re-delivered by
+ *   anti-entropy, because its sender still holds it;
+ * - whenever a key record changes (revoked, expiry or role changed), every desired record
+ *   written by a named key is checked again and the ones it no longer authorises are dropped
+ *   (from memory and disk). Anti-entropy then brings back, from any peer that kept it, the newest
+ *   record of that key that is still authorised.
+ * A write is therefore decided by the key records alone, on every node the same way.
  */
 import { EventEmitter } from 'node:events'
 import { pack } from '../protocol/codec.ts'
 import { receive, tick, ZERO_HLC, type Hlc } from '../protocol/hlc.ts'
+import { DESIRED_FAMILIES, key, parseKey, type KeyRecord } from '../protocol/keys.ts'
 import type { StateRecord } from '../protocol/record.ts'
-import { signRecord, type Signer } from '../protocol/sign.ts'
+import { parseOperatorWriter, signRecord, type Signer } from '../protocol/sign.ts'
 import { ClusterState } from '../protocol/state.ts'
-import { validateRecord, type Trust } from '../protocol/validate.ts'
+import { authorityError, validateRecord, type Trust } from '../protocol/validate.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Store } from './store.ts'
@@ -23,22 +35,44 @@ export interface StateManagerOptions {
   now: () => number
 }
 
+/** Records waiting for the key record that authorises them; beyond this the oldest are dropped (anti-entropy re-delivers them). */
+export const MAX_PENDING_RECORDS = 1024
+
 export interface IngestResult {
   applied: StateRecord[]
+  /** records refused on their own merits (bad signature, shape, writer class): the sender is at fault */
   rejected: number
+  /** records refused by this node's key records (unknown, revoked or expired key, role): the sender may just know less */
+  deferred: number
   firstError?: string
 }
+
+const pendingId = (r: StateRecord): string => `${r.k}\0${r.w}\0${r.t[0]}.${r.t[1]}`
 
 export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
   readonly state = new ClusterState()
   private hlc: Hlc = ZERO_HLC
   private readonly opts: StateManagerOptions
+  private readonly trust: Trust
+  private readonly pending = new Map<string, StateRecord>()
   /** called with every locally written record so gossip can publish it */
   publish: (recs: StateRecord[]) => void = () => {}
 
   constructor (opts: StateManagerOptions) {
     super()
     this.opts = opts
+    this.trust = {
+      operators: opts.trust.operators,
+      key: (name) => {
+        const r = this.state.get(key.key(name))
+        return r === undefined ? undefined : { t: r.t, value: this.state.value<KeyRecord>(r.k) as KeyRecord }
+      }
+    }
+  }
+
+  /** Records held back until their key record arrives. */
+  get pendingCount (): number {
+    return this.pending.size
   }
 
   get clusterId (): string {
@@ -56,33 +90,89 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
    * Validate and merge records from a peer (or disk). Invalid ones are counted and skipped;
    * the caller decides how to punish the sender.
    */
-  ingest (recs: StateRecord[], source: string, persist = true): IngestResult {
+  ingest (recs: StateRecord[], source: string, persist = true, holdUnknown = true): IngestResult {
     const now = this.opts.now()
     const applied: StateRecord[] = []
+    const dropped: StateRecord[] = []
     let rejected = 0
+    let deferred = 0
     let firstError: string | undefined
-    for (const r of recs) {
-      const v = validateRecord(this.opts.clusterId, r, this.opts.trust, now)
+    // key records first: a batch often carries a key and the writes it authorises
+    const ordered = [...recs.filter((r) => r.k.startsWith('key/')), ...recs.filter((r) => !r.k.startsWith('key/'))]
+    let keysChanged = false
+    for (const r of ordered) {
+      const v = validateRecord(this.opts.clusterId, r, this.trust, now)
       if (!v.ok) {
-        rejected++
+        if (v.soft === undefined) rejected++
+        else deferred++
+        if (v.soft === 'pending' && holdUnknown) this.hold(r)
         firstError ??= v.reason
         continue
       }
-      if (r.k.startsWith('member/') === false) this.hlc = receive(this.hlc, { wall: r.t[0], logical: r.t[1] }, now)
-      if (this.state.apply(r, v.value)) {
+      if (this.applyValid(r, v.value, persist)) {
         applied.push(r)
-        if (persist) this.opts.store.putRecord(r)
+        if (r.k.startsWith('key/')) keysChanged = true
       }
     }
+    if (keysChanged) this.keysChanged(applied, dropped, persist, now)
     if (rejected > 0) {
       this.opts.counters.inc('records_rejected_total', rejected)
       this.opts.logger.warn({ source, rejected, error: firstError }, 'rejected invalid records')
     }
-    if (applied.length > 0) {
-      this.opts.counters.inc('records_applied_total', applied.length)
-      this.emit('change', applied)
+    if (deferred > 0) {
+      this.opts.counters.inc('records_deferred_total', deferred)
+      this.opts.logger.debug({ source, deferred, error: firstError }, 'records not authorised by the key records held here')
     }
-    return { applied, rejected, firstError }
+    if (dropped.length > 0) {
+      this.opts.counters.inc('records_withdrawn_total', dropped.length)
+      this.opts.logger.info({ source, withdrawn: dropped.map((r) => r.k).slice(0, 10) }, 'withdrew records their key no longer authorises')
+    }
+    if (applied.length > 0) this.opts.counters.inc('records_applied_total', applied.length)
+    if (applied.length > 0 || dropped.length > 0) this.emit('change', [...applied, ...dropped])
+    return { applied, rejected, deferred, firstError }
+  }
+
+  private applyValid (r: StateRecord, value: unknown, persist: boolean): boolean {
+    if (!r.k.startsWith('member/')) this.hlc = receive(this.hlc, { wall: r.t[0], logical: r.t[1] }, this.opts.now())
+    if (!this.state.apply(r, value)) return false
+    if (persist) this.opts.store.putRecord(r)
+    return true
+  }
+
+  private hold (r: StateRecord): void {
+    const id = pendingId(r)
+    this.pending.delete(id)
+    this.pending.set(id, r)
+    if (this.pending.size > MAX_PENDING_RECORDS) this.pending.delete(this.pending.keys().next().value as string)
+  }
+
+  /**
+   * Key records changed: withdraw what they no longer authorise, then retry the records held for
+   * a key, until nothing moves (each round either drops or applies records, so it ends).
+   */
+  private keysChanged (applied: StateRecord[], dropped: StateRecord[], persist: boolean, now: number): void {
+    for (;;) {
+      let again = false
+      for (const r of this.state.records()) {
+        const parsed = parseKey(r.k)
+        if (parsed === null || !DESIRED_FAMILIES.has(parsed.family) || parseOperatorWriter(r.w)?.name == null) continue
+        if (authorityError(r, parsed.family, parsed.id, this.trust) === null) continue
+        this.state.forget(r.k)
+        if (persist) this.opts.store.deleteRecord(r.k)
+        dropped.push(r)
+        if (parsed.family === 'key') again = true
+      }
+      for (const [id, r] of [...this.pending]) {
+        const v = validateRecord(this.opts.clusterId, r, this.trust, now)
+        if (!v.ok && v.soft === 'pending') continue
+        this.pending.delete(id)
+        if (v.ok && this.applyValid(r, v.value, persist)) {
+          applied.push(r)
+          if (r.k.startsWith('key/')) again = true
+        }
+      }
+      if (!again) return
+    }
   }
 
   /** Next HLC version for a local last-writer-wins write. */
@@ -95,8 +185,18 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
   write (k: string, value: unknown, signer: Signer, version: [number, number] = this.nextVersion()): StateRecord {
     const r = signRecord(this.opts.clusterId, signer, k, version, pack(value))
     const res = this.ingest([r], 'local')
-    if (res.rejected > 0) throw new Error(`local write of ${k} rejected: ${res.firstError}`)
+    if (res.rejected > 0 || res.deferred > 0) throw new Error(`local write of ${k} rejected: ${res.firstError}`)
     this.publish([r])
     return r
+  }
+
+  /**
+   * Records signed elsewhere (by a CLI, with its credential) and handed to this node: validated
+   * like records from the network, merged, persisted and published. Returns the first refusal.
+   */
+  submit (recs: StateRecord[]): IngestResult {
+    const res = this.ingest(recs, 'control', true, false)
+    if (res.applied.length > 0) this.publish(res.applied)
+    return res
   }
 }

@@ -5,6 +5,7 @@
  *   svc/<name>        ServiceRecord | null (null = removed)
  *   scale/<name>      ScaleRecord — separate from the spec so `scale` and `update` never clobber each other
  *   nodecfg/<peerId>  NodeConfig — operator-set labels and availability
+ *   key/<name>        KeyRecord — an operator key: its public key, role, expiry, revocation (admin keys only)
  * Observed state (signed by the node it describes, only that node may write it):
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
@@ -14,9 +15,9 @@
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'member' | 'node' | 'tasks' | 'mesh'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'member' | 'node' | 'tasks' | 'mesh'
 
-export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg'])
+export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key'])
 export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
@@ -33,6 +34,7 @@ export const key = {
   svc: (name: string) => `svc/${name}`,
   scale: (name: string) => `scale/${name}`,
   nodecfg: (id: string) => `nodecfg/${id}`,
+  key: (name: string) => `key/${name}`,
   member: (id: string) => `member/${id}`,
   node: (id: string) => `node/${id}`,
   tasks: (id: string) => `tasks/${id}`,
@@ -54,6 +56,38 @@ export type Availability = 'active' | 'drain' | 'pause'
 export interface NodeConfig {
   labels: Record<string, string>
   availability: Availability
+}
+
+export type Role = 'admin' | 'deployer' | 'viewer'
+export const ROLES: readonly Role[] = ['admin', 'deployer', 'viewer']
+
+/**
+ * Desired-state families each role may write. Node availability (drain, pause) and labels are
+ * admin-only, as in Swarm where only managers drain nodes: they move every replica of a node.
+ */
+export const ROLE_FAMILIES: Record<Role, ReadonlySet<Family>> = {
+  admin: new Set(['svc', 'scale', 'nodecfg', 'key']),
+  deployer: new Set(['svc', 'scale']),
+  viewer: new Set()
+}
+
+/** Key names: short, so `op:<name>:<hex>` fits the wire's writer limit. */
+export const KEY_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/
+/** The cluster's founding key: always admin, named by its bare writer id `op:<hex>`; no record can be created under this name. */
+export const FOUNDER_KEY_NAME = 'founder'
+
+/**
+ * An operator key. Records are last-writer-wins like any desired record; a key is revoked by
+ * writing its record again with `revoked: true`, and that record's version is the moment of
+ * revocation: the key's writes stamped at or after it are refused.
+ */
+export interface KeyRecord {
+  /** Ed25519 public key, 64 hex digits */
+  publicKey: string
+  role: Role
+  /** ms since epoch; writes whose HLC wall time is at or after it are refused */
+  expiresAt?: number
+  revoked?: boolean
 }
 
 export interface MemberRecord {

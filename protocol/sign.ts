@@ -3,14 +3,34 @@
  * as a pure function library here.
  *
  * Writers are identified by strings: a libp2p peer id (the key is inside the id, so a node's
- * records are verifiable by anyone who knows the id) or `op:<hex>` for an operator key.
+ * records are verifiable by anyone who knows the id), `op:<hex>` for the cluster's founding
+ * operator key, or `op:<name>:<hex>` for a named operator key (a `key/<name>` record says what
+ * it may do). The public key is always inside the id, so a signature is checked without any state.
  */
 import { createPrivateKey, createPublicKey, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { pack } from './codec.ts'
+import { KEY_NAME_PATTERN } from './keys.ts'
 import type { StateRecord } from './record.ts'
 
 export const OPERATOR_PREFIX = 'op:'
+
+/** The writer id of an operator key: bare for the founding key, with its name otherwise. */
+export function operatorWriterId (name: string | null, publicKeyHex: string): string {
+  return name === null ? `${OPERATOR_PREFIX}${publicKeyHex}` : `${OPERATOR_PREFIX}${name}:${publicKeyHex}`
+}
+
+/** `op:<hex>` → { name: null, hex }; `op:<name>:<hex>` → { name, hex }; anything else null. */
+export function parseOperatorWriter (writer: string): { name: string | null, hex: string } | null {
+  if (!writer.startsWith(OPERATOR_PREFIX)) return null
+  const rest = writer.slice(OPERATOR_PREFIX.length)
+  const colon = rest.lastIndexOf(':')
+  const name = colon < 0 ? null : rest.slice(0, colon)
+  const hex = colon < 0 ? rest : rest.slice(colon + 1)
+  if (!/^[0-9a-f]{64}$/.test(hex)) return null
+  if (name !== null && !KEY_NAME_PATTERN.test(name)) return null
+  return { name, hex }
+}
 
 export interface Signer {
   /** writer id placed in the record's `w` */
@@ -44,7 +64,25 @@ export function signerFromRaw (id: string, raw64: Uint8Array): Signer {
   return { id, sign: (data) => new Uint8Array(edSign(null, data, key)) }
 }
 
-/** An operator signer from a PKCS#8 PEM private key (the `operator.key` file). */
+/** An operator signer from a 32-byte Ed25519 seed; `name` null for the founding key. */
+export function operatorSignerFromSeed (name: string | null, seed: Uint8Array): Signer & { publicKeyHex: string } {
+  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, Buffer.from(seed)]), format: 'der', type: 'pkcs8' })
+  const jwk = priv.export({ format: 'jwk' })
+  const publicKeyHex = Buffer.from(jwk.x as string, 'base64url').toString('hex')
+  return { id: operatorWriterId(name, publicKeyHex), publicKeyHex, sign: (data) => new Uint8Array(edSign(null, data, priv)) }
+}
+
+/** DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+/** The 32-byte seed of a PKCS#8 PEM Ed25519 key (the legacy `operator.key` file). */
+export function seedFromPem (pem: string): Uint8Array {
+  const key = createPrivateKey(pem)
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error('operator key is not an Ed25519 key')
+  return new Uint8Array(Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url'))
+}
+
+/** An operator signer from a PKCS#8 PEM private key (the legacy `operator.key` file). */
 export function operatorSignerFromPem (pem: string): Signer {
   const key = createPrivateKey(pem)
   if (key.asymmetricKeyType !== 'ed25519') throw new Error('operator key is not an Ed25519 key')
@@ -66,8 +104,8 @@ function publicKeyOf (writer: string): KeyObject | null {
   let key: KeyObject | null = null
   try {
     if (writer.startsWith(OPERATOR_PREFIX)) {
-      const hex = writer.slice(OPERATOR_PREFIX.length)
-      if (/^[0-9a-f]{64}$/.test(hex)) key = publicKeyFromRaw(Buffer.from(hex, 'hex'))
+      const op = parseOperatorWriter(writer)
+      if (op !== null) key = publicKeyFromRaw(Buffer.from(op.hex, 'hex'))
     } else {
       const pid = peerIdFromString(writer)
       if (pid.type === 'Ed25519' && pid.publicKey != null) key = publicKeyFromRaw(pid.publicKey.raw)

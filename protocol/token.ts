@@ -4,9 +4,11 @@
  *   p2porch1.<base64url msgpack body>.<checksum>
  *
  * The body carries the cluster id, the private-network key (pnet), seed addresses and the
- * operator public key the cluster trusts; a full token (the default, since every node is equal)
- * also carries the operator private key so the new node's CLI can sign writes. A truncated or
- * altered token fails its checksum and is refused with a clear message before anything starts.
+ * founding operator's public key the cluster trusts. It carries no private operator key, unless
+ * someone asked for one explicitly (`join-token --with-admin-key`: a credential, see
+ * credential.ts, that the new node puts in its user's credentials file). Older versions put the
+ * founding key's PEM in every token (`operatorKey`); such tokens are still understood. A truncated
+ * or altered token fails its checksum and is refused with a clear message before anything starts.
  */
 import { createHash } from 'node:crypto'
 import { pack, unpack } from './codec.ts'
@@ -23,8 +25,10 @@ export interface JoinToken {
   seeds: string[]
   /** trusted operator writer id (`op:<hex>`) */
   operator: string
-  /** PKCS#8 PEM of the operator key, in full tokens only */
+  /** PKCS#8 PEM of the founding operator key: tokens of older versions only */
   operatorKey?: string
+  /** a credential (credential.ts), only in tokens made with `join-token --with-admin-key` */
+  credential?: string
 }
 
 export class TokenError extends Error {
@@ -38,6 +42,7 @@ function checksum (body: string): string {
 export function encodeToken (t: JoinToken): string {
   const fields: Record<string, unknown> = { c: t.clusterId, k: t.networkKey, s: t.seeds, o: t.operator }
   if (t.operatorKey !== undefined) fields.x = t.operatorKey
+  if (t.credential !== undefined) fields.a = t.credential
   const body = Buffer.from(pack(fields)).toString('base64url')
   return `${TOKEN_PREFIX}.${body}.${checksum(body)}`
 }
@@ -57,10 +62,11 @@ export function decodeToken (text: string): JoinToken {
   }
   const ok = f !== null && typeof f === 'object' && typeof f.c === 'string' && f.k instanceof Uint8Array &&
     f.k.length === NETWORK_KEY_BYTES && Array.isArray(f.s) && f.s.every((s) => typeof s === 'string') &&
-    typeof f.o === 'string' && (f.x === undefined || typeof f.x === 'string')
+    typeof f.o === 'string' && (f.x === undefined || typeof f.x === 'string') && (f.a === undefined || typeof f.a === 'string')
   if (!ok) throw new TokenError('join token is missing fields; it was made by an incompatible version')
   const token: JoinToken = { clusterId: f.c as string, networkKey: new Uint8Array(f.k as Uint8Array), seeds: f.s as string[], operator: f.o as string }
   if (f.x !== undefined) token.operatorKey = f.x as string
+  if (f.a !== undefined) token.credential = f.a as string
   return token
 }
 

@@ -5,18 +5,38 @@
  */
 import { unpack } from './codec.ts'
 import { isTooFarAhead } from './hlc.ts'
-import { parseKey, DESIRED_FAMILIES, type Family } from './keys.ts'
+import {
+  parseKey, DESIRED_FAMILIES, FOUNDER_KEY_NAME, KEY_NAME_PATTERN, ROLE_FAMILIES, ROLES, type Family, type KeyRecord
+} from './keys.ts'
 import { isSelfOnlyStatus, statusOfRank } from './membership.ts'
 import type { StateRecord } from './record.ts'
-import { isNodeWriter, verifyRecord, OPERATOR_PREFIX } from './sign.ts'
+import { isNodeWriter, parseOperatorWriter, verifyRecord } from './sign.ts'
 import { MAX_REPLICAS, SERVICE_NAME_PATTERN } from './spec.ts'
 
-/** Who the cluster trusts to write desired state: operator writer ids (`op:<hex>`). */
-export interface Trust {
-  operators: ReadonlySet<string>
+/** The `key/<name>` record a node holds: its version (the moment it was written) and value. */
+export interface KeyEntry {
+  t: [number, number]
+  value: KeyRecord
 }
 
-export type Validation = { ok: true, value: unknown } | { ok: false, reason: string }
+/**
+ * Who the cluster trusts to write desired state: the founding operator keys (`op:<hex>`, always
+ * admin), and the named keys (`op:<name>:<hex>`) that `key/<name>` records describe.
+ */
+export interface Trust {
+  operators: ReadonlySet<string>
+  /** the key record held for a name; without it no named key is trusted */
+  key?: (name: string) => KeyEntry | undefined
+}
+
+/**
+ * `soft` marks a refusal that rests on the key records this node holds rather than on the record
+ * alone: `pending` — its key is not known here yet (the record is kept aside and tried again when
+ * key records arrive); `refused` — the key may not write it (role, expiry, revocation). A peer
+ * that forwards such a record may simply know less than we do, so it is not penalised.
+ */
+export type Validation = { ok: true, value: unknown } | { ok: false, reason: string, soft?: 'pending' | 'refused' }
+export type AuthorityError = { reason: string, soft?: 'pending' | 'refused' }
 
 /** Bounds on observed values, so one node cannot bloat everybody's state. */
 export const MAX_LABELS = 64
@@ -98,6 +118,11 @@ const valueChecks: Record<Family, Check> = {
     return specError(v.spec)
   },
   scale: (v) => (isObj(v) && isInt(v.replicas) && v.replicas <= MAX_REPLICAS) ? null : 'scale record is invalid',
+  key: (v) => {
+    if (!isObj(v) || typeof v.publicKey !== 'string' || !/^[0-9a-f]{64}$/.test(v.publicKey) || !ROLES.includes(v.role as KeyRecord['role'])) return 'key record is invalid'
+    if ((v.expiresAt !== undefined && !isInt(v.expiresAt)) || (v.revoked !== undefined && typeof v.revoked !== 'boolean')) return 'key record is invalid'
+    return null
+  },
   nodecfg: (v) => {
     if (!isObj(v) || !['active', 'drain', 'pause'].includes(v.availability as string)) return 'node config is invalid'
     return labelsError(v.labels, 'node config labels')
@@ -127,6 +152,30 @@ const valueChecks: Record<Family, Check> = {
   }
 }
 
+const cmpT = (a: [number, number], b: [number, number]): number => a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1]
+
+/**
+ * May the writer of desired record `r` write it? Checks that need no state are hard refusals;
+ * the ones that look up the writer's `key/<name>` record are soft (see Validation). A pure
+ * function of the record and the key records held, so every node holding the same key records
+ * decides the same.
+ */
+export function authorityError (r: StateRecord, family: Family, id: string, trust: Trust): AuthorityError | null {
+  const op = parseOperatorWriter(r.w)
+  if (op === null) return { reason: `${r.k}: writer is not an operator key` }
+  if (op.name === null) return trust.operators.has(r.w) ? null : { reason: `${r.k}: writer is not a trusted operator key` }
+  if (op.name === FOUNDER_KEY_NAME) return { reason: `${r.k}: the founding key has no name` }
+  if (family === 'key' && id === op.name) return { reason: `${r.k}: a key may not write its own record` }
+  const entry = trust.key?.(op.name)
+  if (entry === undefined) return { reason: `${r.k}: key ${op.name} is not known`, soft: 'pending' }
+  const k = entry.value
+  if (k.publicKey !== op.hex) return { reason: `${r.k}: signed by a key other than the one key/${op.name} names`, soft: 'refused' }
+  if (k.revoked === true && cmpT(r.t, entry.t) >= 0) return { reason: `${r.k}: key ${op.name} was revoked`, soft: 'refused' }
+  if (k.expiresAt !== undefined && r.t[0] >= k.expiresAt) return { reason: `${r.k}: key ${op.name} had expired`, soft: 'refused' }
+  if (!ROLE_FAMILIES[k.role].has(family)) return { reason: `${r.k}: key ${op.name} (${k.role}) may not write ${family}/`, soft: 'refused' }
+  return null
+}
+
 /**
  * Full validation of a record from the network. `now` bounds how far in the future an HLC
  * version may be (see MAX_CLOCK_DRIFT_MS).
@@ -136,8 +185,12 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   if (parsed === null) return { ok: false, reason: `unknown key ${r.k.slice(0, 64)}` }
   const { family, id } = parsed
 
-  if (DESIRED_FAMILIES.has(family)) {
-    if (!r.w.startsWith(OPERATOR_PREFIX) || !trust.operators.has(r.w)) return { ok: false, reason: `${r.k}: writer is not a trusted operator key` }
+  const desired = DESIRED_FAMILIES.has(family)
+  if (desired) {
+    if (family === 'key' && (!KEY_NAME_PATTERN.test(id) || id === FOUNDER_KEY_NAME)) return { ok: false, reason: `${r.k}: invalid key name` }
+    const op = parseOperatorWriter(r.w)
+    if (op === null) return { ok: false, reason: `${r.k}: writer is not an operator key` }
+    if (op.name === null && !trust.operators.has(r.w)) return { ok: false, reason: `${r.k}: writer is not a trusted operator key` }
   } else if (family === 'member') {
     const status = statusOfRank(r.t[1])
     if (status === undefined) return { ok: false, reason: `${r.k}: bad status rank` }
@@ -161,5 +214,9 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   }
   const err = valueChecks[family](value)
   if (err !== null) return { ok: false, reason: `${r.k}: ${err}` }
+  if (desired) {
+    const denied = authorityError(r, family, id, trust)
+    if (denied !== null) return { ok: false, ...denied }
+  }
   return { ok: true, value }
 }

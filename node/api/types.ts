@@ -16,8 +16,72 @@ export interface InfoResponse {
   name: string
   clusterId: string
   addrs: string[]
+  /** the node accepts writes signed by a credential (always: nodes hold no operator key) */
   canWrite: boolean
   version: string
+}
+
+// ---- signed writes -----------------------------------------------------------------------
+//
+// Nodes hold no operator private key. A write route (deploy, scale, rm, node update/rm, key
+// create/revoke) answers with what it would change and `sign`: the records to write, versioned
+// by the node's clock. The CLI signs them with its credential and posts them to /records, where
+// they are validated like records from the network (signature, the key's role, expiry,
+// revocation) before they are applied and spread.
+
+/** A record prepared for the caller to sign; `p` is the msgpack payload in base64. */
+export interface UnsignedRecord {
+  k: string
+  t: [number, number]
+  p: string
+}
+
+export interface SignRequest {
+  clusterId: string
+  records: UnsignedRecord[]
+}
+
+/** `w` the writer id of the credential's key, `s` its Ed25519 signature (base64) over signingBytes. */
+export interface SignedRecord extends UnsignedRecord {
+  w: string
+  s: string
+}
+
+export interface SubmitRequest {
+  records: SignedRecord[]
+}
+
+export interface SubmitResponse {
+  applied: number
+}
+
+/** Present in a write route's answer unless it was a dry run or nothing changes. */
+export interface Signable {
+  sign?: SignRequest
+}
+
+// ---- keys --------------------------------------------------------------------------------
+
+export interface KeyView {
+  name: string
+  role: 'admin' | 'deployer' | 'viewer'
+  /** Ed25519 public key, hex */
+  publicKey: string
+  /** true for the cluster's founding key (no key record; always admin) */
+  founder: boolean
+  /** ms since epoch, when the key record was last written (for a revoked key: the revocation) */
+  updatedAt: number
+  expiresAt?: number
+  expired: boolean
+  revoked: boolean
+}
+
+export interface CreateKeyRequest {
+  name: string
+  role: 'admin' | 'deployer' | 'viewer'
+  publicKey: string
+  /** lifetime in ms from now (the node's clock); absent: no expiry */
+  ttlMs?: number
 }
 
 export interface NodeView {
@@ -72,7 +136,7 @@ export interface ServiceChange {
   details: string[]
 }
 
-export interface DeployResponse {
+export interface DeployResponse extends Signable {
   stack: string
   changes: ServiceChange[]
 }
@@ -82,7 +146,7 @@ export interface ScaleRequest {
   dryRun?: boolean
 }
 
-export interface ScaleResponse {
+export interface ScaleResponse extends Signable {
   changes: ServiceChange[]
 }
 

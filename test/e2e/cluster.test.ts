@@ -4,13 +4,15 @@
  * failure-detection goal, and short-lived failing agents on 127.0.0.9+.
  */
 import assert from 'node:assert/strict'
-import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { readFile, stat, writeFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, test } from 'node:test'
-import type { NodeView } from '../../node/api/types.ts'
+import type { InfoResponse, KeyView, NodeView } from '../../node/api/types.ts'
+import { decodeCredential } from '../../protocol/credential.ts'
+import { decodeToken } from '../../protocol/token.ts'
 import {
-  type Agent, cli, freePort, kill, nodesApi, nodesJson, removeTempDirs, restartAgent, spawnAgent, startAgent,
-  startCluster, stopAll, tail, tempDir, waitFor, waitForMembers
+  type Agent, apiJson, cli, freePort, kill, nodesApi, nodesJson, removeTempDirs, restartAgent, spawnAgent, startAgent,
+  startCluster, stopAll, tail, tempDir, testConfigHome, waitFor, waitForMembers
 } from '../helpers/agents.ts'
 
 /** One line, no stack trace: what a user should see when something they can fix goes wrong. */
@@ -121,6 +123,89 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
     assert.equal(lines.length, 4, r.stdout)
     for (const name of ['n1', 'n2', 'n3']) assert.ok(lines.some((l) => new RegExp(`^${name}\\b.*\\balive\\b`).test(l)), `${name} missing in:\n${r.stdout}`)
     assert.ok(lines.some((l) => l.startsWith('n2 *')), 'the local node is marked with *')
+  })
+
+  describe('credentials and keys with roles', () => {
+    const credentialsPath = (): string => join(testConfigHome(), 'p2p-orch', 'credentials.json')
+    const keys: Record<string, string> = {}
+
+    test('the creating agent put the admin credential in the user\'s credentials file (0600) and printed no private key', async () => {
+      const info = await apiJson<InfoResponse>(n1.dir, '/info')
+      assert.equal((await stat(credentialsPath())).mode & 0o777, 0o600)
+      const file = JSON.parse(await readFile(credentialsPath(), 'utf8')) as { clusters: Record<string, { name: string, credential: string }> }
+      const entry = file.clusters[info.clusterId]
+      assert.ok(entry !== undefined, `no entry for ${info.clusterId} in ${JSON.stringify(Object.keys(file.clusters))}`)
+      assert.equal(entry.name, 'founder')
+      const seed = entry.credential.split('.')[3]
+      assert.equal(decodeCredential(entry.credential).clusterId, info.clusterId)
+      assert.ok(n1.stdout().includes(`is in ${credentialsPath()}`), `n1 did not say where the credential is:\n${n1.stdout()}`)
+      for (const a of all()) {
+        for (const text of [a.stdout(), a.stderr()]) {
+          assert.ok(!text.includes(seed) && !text.includes('p2porchkey1') && !text.includes('PRIVATE KEY'), `${a.name}'s output holds a private key`)
+        }
+      }
+      const t = decodeToken(token)
+      assert.equal(t.credential, undefined, 'the default join token carries no credential')
+      assert.equal(t.operatorKey, undefined, 'the default join token carries no operator key')
+    })
+
+    test('key create prints one credential line; key ls lists roles', async () => {
+      for (const [name, role] of [['ops', 'deployer'], ['watcher', 'viewer'], ['second', 'admin']]) {
+        const r = await cli(['--data', n2.dir, 'key', 'create', name, '--role', role, ...(name === 'watcher' ? ['--ttl', '30d'] : [])])
+        assert.equal(r.code, 0, r.stderr)
+        const lines = r.stdout.split('\n').filter((l) => l !== '')
+        assert.equal(lines.length, 1, r.stdout)
+        assert.match(lines[0], /^p2porchkey1\./)
+        keys[name] = lines[0]
+      }
+      const ls = await waitFor(async () => {
+        const r = await cli(['--data', n3.dir, 'key', 'ls', '--json'])
+        const list = JSON.parse(r.stdout) as KeyView[]
+        return list.length === 4 ? list : undefined
+      }, 5000, 'n3 to list the founder and 3 keys')
+      const byName = new Map(ls.map((k) => [k.name, k]))
+      assert.equal(byName.get('founder')?.role, 'admin')
+      assert.equal(byName.get('ops')?.role, 'deployer')
+      assert.equal(byName.get('watcher')?.role, 'viewer')
+      assert.ok((byName.get('watcher')?.expiresAt ?? 0) > Date.now() + 29 * 86_400_000)
+      const table = await cli(['--data', n1.dir, 'key', 'ls'])
+      assert.match(table.stdout, /^NAME\s+ROLE/)
+    })
+
+    test('a viewer and a deployer may not change a node; a second admin may (P2P_ORCH_KEY, --key FILE)', async () => {
+      const viewer = await cli(['--data', n1.dir, 'node', 'update', 'n3', '--label-add', 'who=viewer'], { P2P_ORCH_KEY: keys.watcher })
+      assert.equal(viewer.code, 1)
+      assertOneLineReason(viewer.stderr, /watcher \(viewer\) may not write nodecfg/)
+      const file = join(root, 'ops.credential')
+      await writeFile(file, keys.ops + '\n', { mode: 0o600 })
+      const deployer = await cli(['--key', file, '--data', n3.dir, 'node', 'update', 'n3', '--label-add', 'who=deployer'])
+      assert.equal(deployer.code, 1)
+      assertOneLineReason(deployer.stderr, /ops \(deployer\) may not write nodecfg/)
+      const second = await cli(['--data', n2.dir, 'node', 'update', 'n1', '--label-add', 'who=second'], { P2P_ORCH_KEY: keys.second })
+      assert.equal(second.code, 0, second.stderr)
+      await waitFor(async () => (await nodesApi(n3.dir)).find((n) => n.name === 'n1')?.labels.who === 'second', 5000, 'the second admin\'s label everywhere')
+      for (const a of all()) assert.equal((await nodesApi(a.dir)).find((n) => n.name === 'n3')?.labels.who, undefined)
+    })
+
+    test('a revoked key is refused; no credential at all is a one-line reason', async () => {
+      const r = await cli(['--data', n1.dir, 'key', 'revoke', 'second'])
+      assert.equal(r.code, 0, r.stderr)
+      await waitFor(async () => (await apiJson<KeyView[]>(n2.dir, '/keys')).find((k) => k.name === 'second')?.revoked === true, 5000, 'n2 to see the revocation')
+      const after = await cli(['--data', n2.dir, 'node', 'update', 'n1', '--label-add', 'who=revoked'], { P2P_ORCH_KEY: keys.second })
+      assert.equal(after.code, 1)
+      assertOneLineReason(after.stderr, /second was revoked/)
+      const none = await cli(['--data', n2.dir, 'node', 'update', 'n1', '--label-add', 'who=nobody'], { XDG_CONFIG_HOME: join(root, 'empty-config') })
+      assert.equal(none.code, 1)
+      assertOneLineReason(none.stderr, /no credential for cluster/)
+    })
+
+    test('join-token --with-admin-key carries the caller\'s credential, with a warning', async () => {
+      const r = await cli(['--data', n1.dir, 'join-token', '--with-admin-key'])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stderr, /warning: this token carries your credential/)
+      const t = decodeToken(r.stdout.trim())
+      assert.equal(decodeCredential(t.credential!).name, 'founder')
+    })
   })
 
   describe('errors a user can make', () => {

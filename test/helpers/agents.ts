@@ -25,7 +25,7 @@
  * SIGKILLed so no agent outlives its test.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
@@ -120,6 +120,20 @@ export function sleep (ms: number): Promise<void> {
 
 const tempDirs = new Set<string>()
 
+let configHome: string | undefined
+/**
+ * The XDG_CONFIG_HOME every agent and CLI started from here share: the agent that creates a
+ * cluster puts its admin credential in `<it>/p2p-orch/credentials.json`, and the CLI finds it
+ * there, as for a user on one machine, without touching the real home directory.
+ */
+export function testConfigHome (): string {
+  if (configHome === undefined) {
+    configHome = mkdtempSync(join(tmpdir(), 'p2p-orch-config-'))
+    tempDirs.add(configHome)
+  }
+  return configHome
+}
+
 /** A fresh directory under the OS temp dir (short path: unix socket paths are limited to 107 bytes). */
 export async function tempDir (prefix = 'p2p-orch-'): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix))
@@ -135,6 +149,7 @@ export async function removeTempDirs (): Promise<void> {
   }
   await Promise.all([...tempDirs].map(async (d) => await rm(d, { recursive: true, force: true })))
   tempDirs.clear()
+  configHome = undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,7 +254,7 @@ export interface CliResult {
  */
 export function cli (args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(NODE, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(NODE, [CLI, ...args], { cwd: ROOT, env: { ...process.env, XDG_CONFIG_HOME: testConfigHome(), ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1
       resolve({ code, stdout, stderr })
     })
@@ -322,7 +337,7 @@ export async function spawnAgent (o: AgentOptions): Promise<Agent> {
   try {
     proc = spawn(NODE, [CLI, ...agentArgs({ ...o, dir })], {
       cwd: ROOT,
-      env: { ...process.env, ...(o.env ?? {}) },
+      env: { ...process.env, XDG_CONFIG_HOME: testConfigHome(), ...(o.env ?? {}) },
       stdio: ['ignore', out, err]
     })
   } finally {

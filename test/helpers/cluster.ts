@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { credentialSigner } from '../../protocol/credential.ts'
 import { operatorSignerFromPem, signerFromRaw, type Signer } from '../../protocol/sign.ts'
 import { silentLogger } from '../../node/logger.ts'
 import { createNode, type NodeOptions, type P2pNode } from '../../node/node.ts'
@@ -93,7 +94,23 @@ export interface StartOptions {
   name?: string
 }
 
-/** Start a node the way the integration tests want it: loopback, local profile, silent, no control socket. */
+/** The founding admin signer of each cluster a test created, by cluster id (tests write no credentials file). */
+const admins = new Map<string, Signer>()
+
+/** Remember the admin credential a node's start brought (the founding key of a new cluster). */
+export function registerAdmin (n: P2pNode): P2pNode {
+  if (n.identity.admin !== null) admins.set(n.identity.cluster.clusterId, credentialSigner(n.identity.admin))
+  return n
+}
+
+/** The founding admin key of `n`'s cluster: what a user's CLI signs with. */
+export function adminSigner (n: P2pNode): Signer {
+  const s = admins.get(n.identity.cluster.clusterId)
+  if (s === undefined) throw new Error(`no admin credential known for the cluster of ${n.name}`)
+  return s
+}
+
+/** Start a node the way the integration tests want it: loopback, local profile, silent, no control socket, no credentials file. */
 export async function startNode (o: StartOptions): Promise<P2pNode> {
   const opts: NodeOptions = {
     dataDir: o.dataDir,
@@ -101,11 +118,12 @@ export async function startNode (o: StartOptions): Promise<P2pNode> {
     profile: PROFILES.local,
     logger: silentLogger(),
     control: false,
+    credentialsFile: false,
     ...(o.join !== undefined ? { join: o.join } : {}),
     ...(o.seeds !== undefined ? { seeds: o.seeds } : {}),
     ...(o.name !== undefined ? { name: o.name } : {})
   }
-  return await createNode(opts)
+  return registerAdmin(await createNode(opts))
 }
 
 /** Ids of members `node` currently sees with `status`. */

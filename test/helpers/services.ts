@@ -25,7 +25,7 @@ import { key, type ScaleRecord, type ServiceRecord } from '../../protocol/keys.t
 import type { StateRecord } from '../../protocol/record.ts'
 import type { Signer } from '../../protocol/sign.ts'
 import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
-import { LOOPBACK_LISTEN, TempDirs } from './cluster.ts'
+import { adminSigner, LOOPBACK_LISTEN, registerAdmin, TempDirs } from './cluster.ts'
 
 export const TEST_IMAGE = 'p2p-orch/busybox:latest'
 export const STACK = 'svc-it'
@@ -42,10 +42,9 @@ export function svcSpec (name: string, overrides: Partial<ServiceSpec> = {}): Se
   })
 }
 
+/** The cluster's founding admin key (what the CLI signs these writes with). */
 export function operatorOf (n: P2pNode): Signer {
-  const op = n.identity.operator
-  if (op === null) throw new Error(`${n.name} holds no operator key`)
-  return op
+  return adminSigner(n)
 }
 
 // ---- desired state, written as node/routes-services.ts writes it ------------------------------
@@ -154,14 +153,16 @@ export class ServiceCluster {
       profile: PROFILES.local,
       logger: silentLogger(),
       control: false,
+      credentialsFile: false,
       name,
       labels,
       runtime,
       ...(join !== undefined ? { join } : {}),
       ...(o.ingressHost !== undefined ? { ingressHost: o.ingressHost } : {})
     })
+    registerAdmin(node)
     this.started.add(node)
-    if (this.token === '') this.token = node.joinToken(true)
+    if (this.token === '') this.token = node.joinToken()
     const sn: SvcNode = { name, node, runtime, dataDir, labels }
     this.byName.set(name, sn)
     return sn

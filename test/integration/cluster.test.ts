@@ -12,8 +12,9 @@ import { signRecord, signerFromRaw } from '../../protocol/sign.ts'
 import { decodeToken, encodeToken } from '../../protocol/token.ts'
 import { topicFor } from '../../node/gossip.ts'
 import type { P2pNode } from '../../node/node.ts'
+import type { Signer } from '../../protocol/sign.ts'
 import {
-  converged, describeCluster, holdsFor, membersWith, startNode, stopAll, TempDirs, waitFor
+  adminSigner, converged, describeCluster, holdsFor, membersWith, startNode, stopAll, TempDirs, waitFor
 } from '../helpers/cluster.ts'
 
 const CONVERGE_MS = 15_000
@@ -34,17 +35,14 @@ describe('a 5-node cluster over TCP', { timeout: 60_000 }, () => {
     return n
   }
   const ids = (ns: P2pNode[]): string[] => ns.map((n) => n.id)
-  const operatorOf = (n: P2pNode): NonNullable<P2pNode['identity']['operator']> => {
-    assert.ok(n.identity.operator !== null, `${n.name} holds no operator key`)
-    return n.identity.operator
-  }
+  const operatorOf = (n: P2pNode): Signer => adminSigner(n)
   const sum = (ns: P2pNode[], counter: string): number => ns.reduce((s, n) => s + n.counters.get(counter), 0)
 
   before(async () => {
     for (let i = 0; i < 5; i++) dataDirs.push(await dirs.make(`p2p-orch-it-${i}-`))
     nodes.push(await start(dataDirs[0], 'n0'))
     assert.equal(nodes[0].identity.created, true)
-    token = nodes[0].joinToken(true)
+    token = nodes[0].joinToken()
     nodes.push(...await Promise.all([1, 2, 3, 4].map(async (i) => await start(dataDirs[i], `n${i}`, token))))
   })
 

@@ -8,6 +8,7 @@ import { pack } from '../../protocol/codec.ts'
 import { decodeToken, encodeToken, type JoinToken } from '../../protocol/token.ts'
 import { FILES, loadIdentity, type Identity } from '../../node/identity.ts'
 import { LevelStore } from '../../node/store.ts'
+import { credentialSigner, encodeCredential } from '../../protocol/credential.ts'
 import { signRecord } from '../../protocol/sign.ts'
 import { TempDirs, makeOperatorSigner } from '../helpers/cluster.ts'
 
@@ -16,10 +17,10 @@ after(async () => { await dirs.cleanup() })
 
 const peerOf = (i: Identity): string => peerIdFromPrivateKey(i.privateKey).toString()
 
-/** The full token a node of `i`'s cluster would hand out. */
-function tokenOf (i: Identity, full = true): string {
+/** The token a node of `i`'s cluster hands out; `withAdmin`: with the founding credential (`join-token --with-admin-key`). */
+function tokenOf (i: Identity, withAdmin = false): string {
   const t: JoinToken = { clusterId: i.cluster.clusterId, networkKey: i.cluster.networkKey, seeds: ['/ip4/127.0.0.1/tcp/4001'], operator: i.cluster.operator }
-  if (full && i.operatorPem !== null) t.operatorKey = i.operatorPem
+  if (withAdmin && i.admin !== null) t.credential = encodeCredential(i.admin)
   return encodeToken(t)
 }
 
@@ -45,19 +46,22 @@ async function keyWorks (i: Identity): Promise<boolean> {
 }
 
 describe('identity (data directory)', () => {
-  it('creates a cluster, then loads the same peer id, cluster and operator', async () => {
+  it('creates a cluster with a founding admin credential it keeps nowhere in the data dir, then loads the same peer id and cluster', async () => {
     const dir = await dirs.make()
     const a = await loadIdentity(dir, undefined, [])
     assert.equal(a.created, true)
-    assert.ok(a.operator !== null && a.operator.id === a.cluster.operator)
-    for (const f of [FILES.nodeKey, FILES.cluster, FILES.operatorKey]) assert.equal(await mode(join(dir, f)), 0o600, `${f} mode`)
+    assert.ok(a.admin !== null && credentialSigner(a.admin).id === a.cluster.operator)
+    assert.equal(a.admin.clusterId, a.cluster.clusterId)
+    for (const f of [FILES.nodeKey, FILES.cluster]) assert.equal(await mode(join(dir, f)), 0o600, `${f} mode`)
+    assert.equal(existsSync(join(dir, FILES.operatorKey)), false, 'no operator key in the data dir')
 
     const b = await loadIdentity(dir, undefined, ['/ip4/10.0.0.9/tcp/1'])
     assert.equal(b.created, false)
+    assert.equal(b.admin, null, 'a restart brings no credential')
     assert.equal(peerOf(b), peerOf(a))
     assert.equal(b.cluster.clusterId, a.cluster.clusterId)
     assert.deepEqual(b.cluster.networkKey, a.cluster.networkKey)
-    assert.equal(b.operator?.id, a.operator.id)
+    assert.equal(b.cluster.operator, a.cluster.operator)
     assert.deepEqual(b.cluster.seeds, ['/ip4/10.0.0.9/tcp/1'])
     assert.ok(await keyWorks(b))
   })
@@ -65,24 +69,48 @@ describe('identity (data directory)', () => {
   it('joins with a token, and keeps its peer id on every restart (with or without the token)', async () => {
     const first = await loadIdentity(await dirs.make(), undefined, [])
     const dir = await dirs.make()
-    const token = tokenOf(first)
+    const token = tokenOf(first, true)
     const j = await loadIdentity(dir, token, [])
     assert.equal(j.created, false)
     assert.equal(j.cluster.clusterId, first.cluster.clusterId)
     assert.deepEqual(j.cluster.seeds, decodeToken(token).seeds)
-    assert.equal(j.operator?.id, first.cluster.operator, 'a full token installs the operator key')
+    assert.ok(j.admin !== null && credentialSigner(j.admin).id === first.cluster.operator, 'a token made --with-admin-key brings the credential')
+    assert.equal(existsSync(join(dir, FILES.operatorKey)), false)
     assert.notEqual(peerOf(j), peerOf(first))
 
     assert.equal(peerOf(await loadIdentity(dir, token, [])), peerOf(j))
     assert.equal(peerOf(await loadIdentity(dir, undefined, [])), peerOf(j))
   })
 
-  it('joins with a public token without an operator key', async () => {
+  it('joins with a default token, which carries no private key', async () => {
     const first = await loadIdentity(await dirs.make(), undefined, [])
-    const j = await loadIdentity(await dirs.make(), tokenOf(first, false), [])
-    assert.equal(j.operator, null)
-    assert.equal(j.operatorPem, null)
+    const token = tokenOf(first)
+    assert.equal(decodeToken(token).credential, undefined)
+    assert.equal(decodeToken(token).operatorKey, undefined)
+    const j = await loadIdentity(await dirs.make(), token, [])
+    assert.equal(j.admin, null)
     assert.equal(j.cluster.operator, first.cluster.operator)
+  })
+
+  it('an older full token (operator PEM) and an older data dir (operator.key) bring the founding credential, to be moved out', async () => {
+    const op = makeOperatorSigner()
+    const base = { clusterId: 'old-cluster', networkKey: new Uint8Array(32).fill(7), seeds: [], operator: op.id }
+    const j = await loadIdentity(await dirs.make(), encodeToken({ ...base, operatorKey: op.pem }), [])
+    assert.ok(j.admin !== null && credentialSigner(j.admin).id === op.id)
+    const dir = await dirs.make()
+    await loadIdentity(dir, encodeToken(base), [])
+    await writeFile(join(dir, FILES.operatorKey), op.pem)
+    const old = await loadIdentity(dir, undefined, [])
+    assert.equal(old.legacyOperatorKey, true)
+    assert.ok(old.admin !== null && credentialSigner(old.admin).id === op.id)
+  })
+
+  it('a token whose admin credential is not the founding key is refused', async () => {
+    const first = await loadIdentity(await dirs.make(), undefined, [])
+    const other = await loadIdentity(await dirs.make(), undefined, [])
+    const t = decodeToken(tokenOf(first))
+    const forged = encodeToken({ ...t, credential: encodeCredential({ ...other.admin!, clusterId: first.cluster.clusterId }) })
+    await expectError(loadIdentity(await dirs.make(), forged, []), 'TokenError', 'foreign admin key', /founding key/)
   })
 
   it('refuses a join token for another cluster on an existing data dir, and leaves it untouched', async () => {

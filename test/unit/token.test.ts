@@ -55,6 +55,13 @@ describe('join tokens', () => {
     assert.ok(encodeToken(FULL).startsWith(`${TOKEN_PREFIX}.`))
   })
 
+  it('round-trips a token made with --with-admin-key (a credential), and a default token carries none', () => {
+    const withCredential: JoinToken = { ...PUBLIC, credential: 'p2porchkey1.c.founder.x.00000000' }
+    assert.deepEqual(decodeToken(encodeToken(withCredential)), withCredential)
+    assert.equal('credential' in decodeToken(encodeToken(PUBLIC)), false)
+    expectTokenError(withBody({ c: 'c', k: new Uint8Array(NETWORK_KEY_BYTES), s: [], o: 'op:x', a: 7 }), 'credential not a string')
+  })
+
   it('round-trips any token', () => {
     fc.assert(fc.property(tokenArb, (t) => {
       const text = encodeToken(t)
