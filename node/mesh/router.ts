@@ -17,7 +17,8 @@ import type { Counters } from '../metrics.ts'
 import type { Balancer } from './balancer.ts'
 import { endpointKey, type Endpoint } from './endpoints.ts'
 import { openMeshStream } from './handshake.ts'
-import { spliceSockets, spliceSocketStream } from './pipe.ts'
+import { connectWithLargeReads } from './large-reads.ts'
+import { type SpliceResult, spliceSockets, spliceSocketStream } from './pipe.ts'
 import { proxyV2Header } from './proxy-protocol.ts'
 
 /** Replicas tried for one connection before the client is reset: enough to step over a dead node and a dying replica. */
@@ -69,10 +70,17 @@ function localOf (s: Socket): Address {
   return { addr: s.localAddress ?? '0.0.0.0', port: s.localPort ?? 0 }
 }
 
-/** Connect to host:port within timeoutMs; the socket is half-open capable (the pipe needs it). */
-async function dialTcp (addr: string, port: number, timeoutMs: number): Promise<Socket> {
+/**
+ * Connect to host:port within timeoutMs; the socket is half-open capable (the pipe needs it).
+ * With `largeReads` it reads in large chunks and stays paused until the splice resumes it: only
+ * for a socket-to-socket splice. Spliced into a mesh stream, 1 MiB sends made yamux streams end
+ * early under load (a 256 MiB download reset midway, seen in the bench), so those keep Node's
+ * default reads.
+ */
+async function dialTcp (addr: string, port: number, timeoutMs: number, largeReads: boolean): Promise<Socket> {
   return await new Promise<Socket>((resolve, reject) => {
-    const s = connect({ host: addr, port, allowHalfOpen: true, noDelay: true })
+    const opts = { host: addr, port, allowHalfOpen: true, noDelay: true }
+    const s = largeReads ? connectWithLargeReads(opts) : connect(opts)
     const timer = setTimeout(() => { s.destroy(); reject(new Error(`connect to ${addr}:${port} timed out`)) }, timeoutMs)
     s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s) })
     s.once('error', (err) => { clearTimeout(timer); s.destroy(); reject(err) })
@@ -108,20 +116,20 @@ export class Router {
       const e = this.d.balancer.pick(local, tried, Date.now())
       if (e === null) return null
       tried.add(endpointKey(e))
-      const socket = await this.dialContainer(e, target, client, dest)
+      const socket = await this.dialContainer(e, target, client, dest, false)
       if (socket !== null) return { socket, endpoint: e }
     }
     return null
   }
 
-  private async dialContainer (e: Endpoint, target: Target, client: Address, dest: Address): Promise<Socket | null> {
+  private async dialContainer (e: Endpoint, target: Target, client: Address, dest: Address, largeReads: boolean): Promise<Socket | null> {
     const addr = await this.d.addressOf(e.container).catch(() => '')
     if (addr === '') {
       this.d.balancer.failed(e, Date.now())
       return null
     }
     try {
-      const s = await dialTcp(addr, target.target, LOCAL_CONNECT_TIMEOUT_MS)
+      const s = await dialTcp(addr, target.target, LOCAL_CONNECT_TIMEOUT_MS, largeReads)
       if (target.proxyProtocol) s.write(proxyV2Header({ proto: 'tcp', source: client, dest }))
       return s
     } catch (err) {
@@ -146,7 +154,7 @@ export class Router {
       if (e === null) break
       tried.add(endpointKey(e))
       if (e.node === this.d.self) {
-        const backend = await this.dialContainer(e, target, from, dest)
+        const backend = await this.dialContainer(e, target, from, dest, true)
         if (backend === null) continue
         await this.track(e, () => startSplice(client, spliceSockets(client, backend)), () => { client.resetAndDestroy(); backend.resetAndDestroy() })
         return
@@ -172,7 +180,7 @@ export class Router {
    * Count a connection to `e` (balancer, drain, metrics) for as long as `run` splices it;
    * `abort` resets both sides when the node stops.
    */
-  async track (e: Endpoint, run: () => Promise<{ bytesToStream: number, bytesToSocket: number }>, abort: () => void): Promise<void> {
+  async track (e: Endpoint, run: () => Promise<SpliceResult>, abort: () => void): Promise<void> {
     const local = e.node === this.d.self
     this.active.add(abort)
     this.d.balancer.opened(e)
@@ -182,6 +190,7 @@ export class Router {
       const r = await run()
       this.d.counters.inc('mesh_bytes_in_total', r.bytesToStream)
       this.d.counters.inc('mesh_bytes_out_total', r.bytesToSocket)
+      if (r.error !== undefined) this.d.logger.debug({ service: e.service, node: e.node, error: r.error.message }, 'spliced connection ended abruptly')
     } finally {
       this.active.delete(abort)
       this.d.balancer.closed(e)
