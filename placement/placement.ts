@@ -577,8 +577,8 @@ function keepRunning(cluster: Cluster, svc: PlacementService, current: CurrentAs
  *    twice, held by a node that must give it up, just filled, a removed replica still running —
  *    is a move in flight, and the service is not rebalanced until it completes.
  *  - Rebalance: `rebalance`.
- * A service with nothing running is filled the same way, from empty (a deploy into a running
- * cluster is evenly spread at once; only with no current assignment at all is it the ideal).
+ * A service with nothing running is filled the same way, from empty, so a deploy is evenly spread
+ * at once (also into an empty cluster); only without a current assignment is it the ideal.
  */
 function finishReplicated(cluster: Cluster, svc: PlacementService, kept: Kept | null, highestHeld: number): Entry[] {
   if (kept === null) return placeReplicated(cluster, svc)
@@ -872,12 +872,15 @@ function highestHeld(cluster: Cluster, current: CurrentAssignment): Map<string, 
  * Places `services` (unique, sorted by name) in name order. With a current assignment, in two
  * passes, each in name order: first every service keeps its running slots (and their
  * reservations), then every service places the rest on the capacity left — so new slots and
- * rebalance moves never take the room of another service's running replica. When nothing runs, the
- * second pass alone is the placement without a current assignment.
+ * rebalance moves never take the room of another service's running replica. Without a current
+ * assignment, the second pass alone is the ideal placement.
  */
 function placeServices(cluster: Cluster, services: readonly PlacementService[], current: CurrentAssignment | undefined): Entry[] {
   const out: Entry[] = []
-  if (current === undefined || current.size === 0) {
+  // An empty current assignment (a cluster running nothing yet) still fills evenly from empty: the
+  // ideal alone may leave a small service uneven (10 slots on 3 nodes: 2/4/4), and the rebalance
+  // would then move a replica seconds after the deploy.
+  if (current === undefined) {
     for (const svc of services) out.push(...(svc.spec.mode === 'global' ? placeGlobal(cluster, svc) : placeReplicated(cluster, svc)))
     return out
   }

@@ -40,8 +40,9 @@ import { performance } from 'node:perf_hooks'
 import type { InspectResponse, TaskView } from '../../node/api/types.ts'
 import { table } from '../../cli/format.ts'
 import {
-  type Agent, cli, freePort, metrics, removeTempDirs, ROOT, runningAgents, startAgent, stopAll, tempDir, waitFor, waitForMembers
+  type Agent, cli, freePort, metrics, ROOT, runningAgents, startAgent, stopAll, tempDir, waitFor, waitForMembers
 } from '../helpers/agents.ts'
+import { benchLog, median, percentile, runBench } from '../helpers/bench.ts'
 import { docker, dockerReplicas, httpGet, removeNodeArtifacts } from '../helpers/docker.ts'
 
 const QUICK = process.argv.includes('--quick')
@@ -88,7 +89,7 @@ services:
         constraints: ["node.name==${CFG.names[0]}"]
 `
 
-const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
+const log = benchLog
 
 /** Node ids of every agent this process started; only their containers and networks are removed. */
 const myNodes = new Set<string>()
@@ -117,21 +118,7 @@ async function cleanup (): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // statistics and formatting
 
-function sorted (xs: number[]): number[] {
-  return xs.filter(Number.isFinite).sort((a, b) => a - b)
-}
-function median (xs: number[]): number {
-  const s = sorted(xs)
-  if (s.length === 0) return NaN
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-/** Nearest-rank percentile. */
-function pct (xs: number[], p: number): number {
-  const s = sorted(xs)
-  if (s.length === 0) return NaN
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p / 100 * s.length) - 1))]
-}
+const pct = percentile
 const f0 = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
 const f2 = (x: number): string => Number.isFinite(x) ? x.toFixed(2) : '-'
 const f3 = (x: number): string => Number.isFinite(x) ? x.toFixed(3) : '-'
@@ -505,20 +492,4 @@ async function main (): Promise<void> {
   log(`results written to ${file}`)
 }
 
-const watchdog = setTimeout(() => {
-  log(`watchdog: still running after ${CFG.watchdogMs / 60_000} min; cleaning up and exiting`)
-  emergencyCleanup()
-  process.exit(1)
-}, CFG.watchdogMs)
-watchdog.unref()
-
-try {
-  await main()
-} catch (err) {
-  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`)
-  process.exitCode = 1
-} finally {
-  await cleanup().catch((err: Error) => { log(`cleanup: ${err.message}`) })
-  await removeTempDirs()
-  clearTimeout(watchdog)
-}
+await runBench({ main, cleanup, watchdogMs: CFG.watchdogMs, emergencyCleanup })

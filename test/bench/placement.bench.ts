@@ -11,8 +11,8 @@
  * one slot per service per evaluation). Moved = slots whose node differs between the settled state
  * before the change and the fixed point after it.
  *
- *   settle      from the ideal placement (a fresh deploy) to its fixed point: the rebalance evening
- *               out what bounded-load hashing left uneven
+ *   settle      from a first deploy into a cluster running nothing (current assignment empty) to
+ *               its fixed point: what the rebalance moves right after a deploy (goal 0%)
  *   scale-up    slots/2 → slots, settled before: running slots moved by the scale (goal 0%);
  *               "→ fp": moved afterwards by the rebalance, as a fraction of all slots
  *   scale-down  slots → slots/2: remaining slots moved by the scale (goal 0%); "→ fp" likewise
@@ -165,16 +165,18 @@ for (const n of NODE_COUNTS) {
       for (const id of nodesOf(ideal, svc)) if (id !== null) loads.set(id, (loads.get(id) ?? 0) + 1)
       balance.add(Math.max(...loads.values()) / (slots / n))
 
-      // a fresh deploy, then the rebalance to its fixed point
-      const settled = settle(base, svc, ideal)
-      settleMoved.add(diff(nodesOf(ideal, svc), nodesOf(settled, svc)) / slots)
+      // a first deploy (a node always passes its current assignment, empty here), then the
+      // rebalance to its fixed point
+      const deployed = placeAll(base, [svc], new Map())
+      const settled = settle(base, svc, deployed)
+      settleMoved.add(diff(nodesOf(deployed, svc), nodesOf(settled, svc)) / slots)
       const t1 = performance.now()
       placeAll(base, [svc], currentOf(settled))
       msSettled += performance.now() - t1
 
       // scale-up: slots/2 → slots
       const half = service(svc.spec.name, Math.floor(slots / 2))
-      const halfSettled = settle(base, half, placeAll(base, [half]))
+      const halfSettled = settle(base, half, placeAll(base, [half], new Map()))
       const scaledUp = placeAll(base, [svc], currentOf(halfSettled))
       up.add(diff(nodesOf(halfSettled, half), nodesOf(scaledUp, svc), half.replicas) / half.replicas)
       upAfter.add(diff(nodesOf(scaledUp, svc), nodesOf(settle(base, svc, scaledUp), svc)) / slots)

@@ -30,9 +30,10 @@ import Docker from 'dockerode'
 import type { InspectResponse, TaskView } from '../../node/api/types.ts'
 import { table } from '../../cli/format.ts'
 import { createOptions } from '../../node/runtime/docker.ts'
+import { benchLog, median, runBench } from '../helpers/bench.ts'
 import { LABEL_NODE, LABEL_SERVICE, LABEL_SLOT } from '../../node/runtime/types.ts'
 import {
-  type Agent, apiJson, cli, freePort, metrics, removeTempDirs, restartAgent, ROOT, runningAgents,
+  type Agent, apiJson, cli, freePort, metrics, restartAgent, ROOT, runningAgents,
   sleep, startAgent, stopAll, tempDir, waitFor, waitForMembers
 } from '../helpers/agents.ts'
 
@@ -70,7 +71,7 @@ services:
       replicas: ${replicas}
 `
 
-const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
+const log = benchLog
 const exec = promisify(execFile)
 const docker = new Docker()
 
@@ -116,12 +117,6 @@ async function stopAgentsAndContainers (): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // statistics and formatting
 
-function median (xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b)
-  if (s.length === 0) return NaN
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const ms = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : (Number.isNaN(x) ? '-' : 'timeout')
 const round = (x: number): number => Math.round(x * 10) / 10
 
@@ -522,20 +517,4 @@ async function main (): Promise<void> {
   log(`results written to ${file}`)
 }
 
-const watchdog = setTimeout(() => {
-  log(`watchdog: still running after ${CFG.watchdogMs / 60_000} min; cleaning up and exiting`)
-  emergencyCleanup()
-  process.exit(1)
-}, CFG.watchdogMs)
-watchdog.unref()
-
-try {
-  await main()
-} catch (err) {
-  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`)
-  process.exitCode = 1
-} finally {
-  await stopAgentsAndContainers().catch((err: Error) => { log(`cleanup: ${err.message}`) })
-  await removeTempDirs()
-  clearTimeout(watchdog)
-}
+await runBench({ main, cleanup: stopAgentsAndContainers, watchdogMs: CFG.watchdogMs, emergencyCleanup })
