@@ -33,6 +33,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .option('--api-listen <host:port>', 'also serve the control API on TCP (bearer token in <data>/api.token) for `--api http://host:port`')
     .option('--ingress-host <addr>', 'where the routing mesh opens published ports on this node (default: all interfaces)')
     .option('--no-discovery', 'do not give containers the node network and service-name resolver')
+    .option('--allow-host-path <path>', 'let services bind-mount host paths under this absolute path (repeatable; default: none)', collect, [])
+    .option('--allow-privileged', 'let services deployed by admin keys run privileged, with cap_add, devices or pid: host here')
     .action(async (o) => {
       const dir = dataDirOf(g())
       if (dir === undefined) throw new CliUserError('agent needs --data DIR (or P2P_ORCH_DATA): where the node keeps its identity and state')
@@ -48,7 +50,9 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
         runtime: o.runtime as boolean,
         apiListen: o.apiListen,
         ingressHost: o.ingressHost,
-        discovery: o.discovery as boolean
+        discovery: o.discovery as boolean,
+        allowHostPaths: o.allowHostPath,
+        allowPrivileged: o.allowPrivileged === true
       })
     })
 

@@ -37,7 +37,8 @@ export function placementNodes (state: ClusterState): PlacementNode[] {
     alive: n.status === 'alive' || n.status === 'suspect',
     availability: n.availability,
     cpus: n.cpus,
-    memoryBytes: n.memoryBytes
+    memoryBytes: n.memoryBytes,
+    hostAccess: n.hostAccess
   }))
 }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { key, type NodeInfo } from '../protocol/keys.ts'
+import { NO_HOST_ACCESS, type HostAccess } from '../protocol/host-access.ts'
 import { signerFromRaw } from '../protocol/sign.ts'
 import { decodeToken, encodeToken } from '../protocol/token.ts'
 import { ControlServer } from './control.ts'
@@ -72,6 +73,8 @@ export interface NodeOptions {
   ingressHost?: string
   /** give containers the node network and service-name resolver (default: when there is a runtime) */
   discovery?: boolean
+  /** host paths and privileged settings this node's operator allows specs (default: none; protocol/host-access.ts) */
+  hostAccess?: HostAccess
   /**
    * where an admin credential this start brings (a new cluster's founding key, one a join token
    * carried) is put: default the user's credentials file (node/api/credentials.ts); false: nowhere
@@ -175,6 +178,9 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     startedAt: now(),
     joinedAt
   }
+  // published only when something is allowed, so nodes without the flags keep their records as before
+  const hostAccess = opts.hostAccess ?? NO_HOST_ACCESS
+  if (hostAccess.paths.length > 0 || hostAccess.privileged) info.hostAccess = hostAccess
   states.write(key.node(id), info, nodeSigner)
 
   // Repair on (re)connect: whatever we missed while apart comes over in one exchange.
@@ -219,7 +225,8 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
       counters,
       hostIp: hostIpOf(opts.listen),
       containerNetwork: () => mesh.containerNetwork(),
-      beforeStop: async (container, graceMs) => { await mesh.drain(container, graceMs) }
+      beforeStop: async (container, graceMs) => { await mesh.drain(container, graceMs) },
+      hostAccess
     })
     reconciler.start()
   }

@@ -10,6 +10,7 @@
  * until that node reports the slot running (and healthy, if it has a healthcheck). The same rule
  * resolves duplicates after a healed partition: placement names one owner, the other yields.
  */
+import { hostAccessDenial, NO_HOST_ACCESS, type HostAccess } from '../protocol/host-access.ts'
 import { compareStrings } from '../protocol/order.ts'
 import { randomBytes } from 'node:crypto'
 import { globalKey, slotKey } from '../placement/placement.ts'
@@ -34,6 +35,8 @@ const MAX_RESTART_BACKOFF_MS = 60_000
 const BACKOFF_RESET_AFTER_MS = 10_000
 /** A missing image is retried this often: the operator may load it without touching the service. */
 const IMAGE_RETRY_MS = 15_000
+/** A spec this node does not allow is looked at again this often (placement normally moves it away first). */
+const HOST_ACCESS_RETRY_MS = 15_000
 /** Exited runs remembered per slot so one exit is counted once; far more than can be listed at a time. */
 const SEEN_EXITS_LIMIT = 64
 /**
@@ -73,6 +76,12 @@ export interface ReconcilerOptions {
    * and lets its open connections finish, for up to the grace period.
    */
   beforeStop?: (containerId: string, graceMs: number) => Promise<void>
+  /**
+   * What this node's operator allows specs (default none). Placement already keeps disallowed specs
+   * away from this node; this is checked again before every create, for a placement made from a
+   * node record older than this start's flags.
+   */
+  hostAccess?: HostAccess
 }
 
 export class Reconciler {
@@ -302,6 +311,13 @@ export class Reconciler {
   }
 
   private async create (k: string, a: SlotAssignment, svc: ServiceState, m: SlotMemory): Promise<TaskStatus> {
+    const denied = hostAccessDenial(svc.spec, this.o.hostAccess ?? NO_HOST_ACCESS)
+    if (denied !== null) {
+      m.rejected = true
+      m.lastError = `this node does not allow it: ${denied}`
+      m.nextAttemptAt = Date.now() + HOST_ACCESS_RETRY_MS
+      return this.status(svc, a.slot, undefined, m, 'rejected', m.lastError)
+    }
     const name = `${svc.spec.name}.${a.slot}.${randomBytes(5).toString('hex')}`
     try {
       const net = this.o.containerNetwork?.()

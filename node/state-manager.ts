@@ -156,7 +156,7 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
       for (const r of this.state.records()) {
         const parsed = parseKey(r.k)
         if (parsed === null || !DESIRED_FAMILIES.has(parsed.family) || parseOperatorWriter(r.w)?.name == null) continue
-        if (authorityError(r, parsed.family, parsed.id, this.trust) === null) continue
+        if (authorityError(r, parsed.family, parsed.id, this.trust, this.state.value(r.k)) === null) continue
         this.state.forget(r.k)
         if (persist) this.opts.store.deleteRecord(r.k)
         dropped.push(r)

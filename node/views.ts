@@ -5,6 +5,7 @@ import { compareStrings } from '../protocol/order.ts'
 import { key, type MemberRecord, type MeshReport, type NodeConfig, type NodeInfo } from '../protocol/keys.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { NodeView } from './api/types.ts'
+import { NO_HOST_ACCESS } from '../protocol/host-access.ts'
 
 export function nodeViews (state: ClusterState, self: string): NodeView[] {
   const out: NodeView[] = []
@@ -25,6 +26,7 @@ export function nodeViews (state: ClusterState, self: string): NodeView[] {
       memoryBytes: info.memoryBytes,
       version: info.version,
       joinedAt: info.joinedAt,
+      hostAccess: info.hostAccess ?? NO_HOST_ACCESS,
       self: id === self,
       portErrors: (state.value<MeshReport>(key.mesh(id))?.ports ?? []).filter((p) => p.error !== '').map((p) => `${p.service} ${p.port}/${p.protocol}: ${p.error}`)
     })

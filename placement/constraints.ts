@@ -2,7 +2,8 @@
  * Placement constraints (`deploy.placement.constraints`) and resource reservations: which nodes a
  * service may run on, and the human-readable text used when none qualifies.
  */
-import type { ConstraintSpec, ResourcesSpec } from '../protocol/spec.ts'
+import { hostAccessDenial, NO_HOST_ACCESS } from '../protocol/host-access.ts'
+import type { ConstraintSpec, ResourcesSpec, ServiceSpec } from '../protocol/spec.ts'
 import type { PlacementNode } from './types.ts'
 
 /**
@@ -66,6 +67,17 @@ export function constraintReason(schedulable: readonly PlacementNode[], constrai
     }
   }
   return `no node satisfies all constraints ${constraints.map(describeConstraint).join(', ')} ${checked}`
+}
+
+/** Does the node's operator allow what the spec reaches on its host (bind mounts, privileged settings)? */
+export function allowsHostAccess(node: PlacementNode, spec: ServiceSpec): boolean {
+  return hostAccessDenial(spec, node.hostAccess ?? NO_HOST_ACCESS) === null
+}
+
+/** Why none of `nodes` (all of which refused) may run the spec: the first node's reason, and the count. */
+export function hostAccessReason(nodes: readonly PlacementNode[], spec: ServiceSpec): string {
+  const why = hostAccessDenial(spec, nodes[0]?.hostAccess ?? NO_HOST_ACCESS) ?? 'host access not allowed'
+  return `no node allows it: ${why} (${nodes.length} node${nodes.length === 1 ? '' : 's'} checked)`
 }
 
 // ---------------------------------------------------------------------------------------------

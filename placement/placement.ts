@@ -22,7 +22,9 @@ import { compareStrings } from '../protocol/order.ts'
 import { MAX_REPLICAS } from '../protocol/spec.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 import {
+  allowsHostAccess,
   constraintReason,
+  hostAccessReason,
   describeRequest,
   isSchedulable,
   memBytes,
@@ -190,9 +192,12 @@ function candidates(cluster: Cluster, spec: ServiceSpec, req: Request): Candidat
       )
     }
   }
-  const eligible = matching.filter((ns) => hasRoom(ns, req))
-  if (eligible.length === 0) return { matching, eligible, reason: noRoomReason(req, matching.length) }
-  return { matching, eligible }
+  // a node whose operator does not allow the spec's host paths or privileged settings never gets it
+  const allowed = matching.filter((ns) => allowsHostAccess(ns.node, spec))
+  if (allowed.length === 0) return { matching: allowed, eligible: [], reason: hostAccessReason(matching.map((ns) => ns.node), spec) }
+  const eligible = allowed.filter((ns) => hasRoom(ns, req))
+  if (eligible.length === 0) return { matching: allowed, eligible, reason: noRoomReason(req, allowed.length) }
+  return { matching: allowed, eligible }
 }
 
 type Entry = [key: string, assignment: SlotAssignment]

@@ -2,6 +2,7 @@
  * Inputs and outputs of placement. Everything here is an immutable view built by node/ from the
  * merged cluster state; placement functions never see IO.
  */
+import type { HostAccess } from '../protocol/host-access.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 
 export interface PlacementNode {
@@ -15,6 +16,8 @@ export interface PlacementNode {
   /** total capacity advertised by the node (from Docker info) */
   cpus: number
   memoryBytes: number
+  /** host paths and privileged settings the node's operator allows; absent = none (host-access.ts) */
+  hostAccess?: HostAccess
 }
 
 export interface PlacementService {

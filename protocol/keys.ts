@@ -12,6 +12,7 @@
  *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC)
  *   mesh/<peerId>     MeshReport — the routing mesh's published ports on that node, and any it cannot open
  */
+import type { HostAccess } from './host-access.ts'
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
@@ -108,6 +109,8 @@ export interface NodeInfo {
   startedAt: number
   /** ms since epoch when the node first joined (kept across restarts) */
   joinedAt: number
+  /** what its operator lets specs reach on this host (--allow-host-path, --allow-privileged); absent = nothing */
+  hostAccess?: HostAccess
 }
 
 export type TaskState = 'pending' | 'starting' | 'running' | 'failed' | 'stopping' | 'complete' | 'rejected'

@@ -48,6 +48,16 @@ export interface MountSpec {
   readOnly: boolean
 }
 
+/** A host device given to the container (Compose `devices:`), as Docker's `--device`. */
+export interface DeviceSpec {
+  /** device path on the host, e.g. /dev/ttyUSB0 */
+  source: string
+  /** path in the container */
+  target: string
+  /** cgroup permissions: some of r, w, m */
+  permissions: string
+}
+
 export interface RestartPolicySpec {
   condition: 'none' | 'on-failure' | 'any'
   delayMs: number
@@ -86,6 +96,18 @@ export interface ServiceSpec {
   expose?: ExposedPort[]
   healthcheck?: HealthcheckSpec
   mounts: MountSpec[]
+  /** the root file system is mounted read-only (Compose `read_only`) */
+  readOnly?: boolean
+  /**
+   * Host-reaching settings (protocol/host-access.ts): only admin keys may write them and only nodes
+   * started with --allow-privileged run them. `capDrop` is not among them: it only takes away.
+   */
+  privileged?: boolean
+  capAdd?: string[]
+  capDrop?: string[]
+  devices?: DeviceSpec[]
+  /** 'host': share the host's PID namespace */
+  pid?: 'host'
   user?: string
   workingDir?: string
   stopSignal?: string

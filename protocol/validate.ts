@@ -11,7 +11,8 @@ import {
 import { isSelfOnlyStatus, statusOfRank } from './membership.ts'
 import type { StateRecord } from './record.ts'
 import { isNodeWriter, parseOperatorWriter, verifyRecord } from './sign.ts'
-import { MAX_REPLICAS, SERVICE_NAME_PATTERN } from './spec.ts'
+import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
+import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
 
 /** The `key/<name>` record a node holds: its version (the moment it was written) and value. */
 export interface KeyEntry {
@@ -84,6 +85,31 @@ function strList (v: unknown, max: number): boolean {
   return Array.isArray(v) && v.length <= max && v.every((s) => isStr(s))
 }
 
+/** Container paths: absolute, no NUL (the engine would cut the string there). */
+const isContainerPath = (v: unknown): boolean => isStr(v) && v.startsWith('/') && !v.includes('\0')
+
+function mountOk (m: unknown): boolean {
+  if (!isObj(m) || !isContainerPath(m.target) || !isStr(m.source) || typeof m.readOnly !== 'boolean') return false
+  if (m.type === 'bind') return isContainerPath(m.source)
+  // a volume is the engine's (named, or '' for an anonymous one), never a host path
+  if (m.type === 'volume') return !(m.source as string).includes('/')
+  return m.type === 'tmpfs' && m.source === ''
+}
+
+/** Linux capability names as Docker takes them (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`). */
+const CAPABILITY_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/
+const MAX_CAPABILITIES = 64
+const MAX_DEVICES = 64
+
+function capsOk (v: unknown): boolean {
+  return v === undefined || (Array.isArray(v) && v.length <= MAX_CAPABILITIES && v.every((c) => typeof c === 'string' && CAPABILITY_PATTERN.test(c)))
+}
+
+function devicesOk (v: unknown): boolean {
+  return v === undefined || (Array.isArray(v) && v.length <= MAX_DEVICES &&
+    v.every((d) => isObj(d) && isContainerPath(d.source) && isContainerPath(d.target) && typeof d.permissions === 'string' && /^[rwm]{1,3}$/.test(d.permissions)))
+}
+
 export function specError (s: unknown): string | null {
   if (!isObj(s)) return 'spec is not a map'
   if (!isStr(s.name) || !SERVICE_NAME_PATTERN.test(s.name)) return 'spec.name is invalid'
@@ -97,7 +123,12 @@ export function specError (s: unknown): string | null {
   if (!Array.isArray(s.ports) || s.ports.length > 256 || !s.ports.every(portOk)) return 'spec.ports is invalid'
   if (s.expose !== undefined && (!Array.isArray(s.expose) || s.expose.length > 256 ||
     !s.expose.every((p) => isObj(p) && isPort(p.target) && (p.protocol === 'tcp' || p.protocol === 'udp')))) return 'spec.expose is invalid'
-  if (!Array.isArray(s.mounts) || s.mounts.length > 256 || !s.mounts.every((m) => isObj(m) && isStr(m.target) && isStr(m.source))) return 'spec.mounts is invalid'
+  if (!Array.isArray(s.mounts) || s.mounts.length > 256 || !s.mounts.every(mountOk)) return 'spec.mounts is invalid'
+  if (s.readOnly !== undefined && typeof s.readOnly !== 'boolean') return 'spec.readOnly is invalid'
+  if (s.privileged !== undefined && typeof s.privileged !== 'boolean') return 'spec.privileged is invalid'
+  if (!capsOk(s.capAdd) || !capsOk(s.capDrop)) return 'spec capabilities are invalid'
+  if (!devicesOk(s.devices)) return 'spec.devices is invalid'
+  if (s.pid !== undefined && s.pid !== 'host') return 'spec.pid is invalid'
   if (s.mode !== 'replicated' && s.mode !== 'global') return 'spec.mode is invalid'
   if (!isInt(s.replicas) || s.replicas > MAX_REPLICAS) return 'spec.replicas is invalid'
   if (!isObj(s.limits) || !isObj(s.reservations)) return 'spec resources are invalid'
@@ -131,6 +162,9 @@ const valueChecks: Record<Family, Check> = {
   node: (v) => {
     if (!isObj(v) || !isStr(v.name, 128) || !strList(v.addrs, MAX_ADDRS) || !isNum(v.cpus) || !isNum(v.memoryBytes) ||
       !isStr(v.version, 64) || !isInt(v.startedAt) || !isInt(v.joinedAt)) return 'node info is invalid'
+    if (v.hostAccess !== undefined && !(isObj(v.hostAccess) && typeof v.hostAccess.privileged === 'boolean' &&
+      Array.isArray(v.hostAccess.paths) && v.hostAccess.paths.length <= MAX_ALLOWED_HOST_PATHS &&
+      v.hostAccess.paths.every((p) => typeof p === 'string' && normaliseHostPath(p) === p))) return 'node host access is invalid'
     return labelsError(v.labels, 'node labels')
   },
   tasks: (v) => {
@@ -155,12 +189,13 @@ const valueChecks: Record<Family, Check> = {
 const cmpT = (a: [number, number], b: [number, number]): number => a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1]
 
 /**
- * May the writer of desired record `r` write it? Checks that need no state are hard refusals;
- * the ones that look up the writer's `key/<name>` record are soft (see Validation). A pure
- * function of the record and the key records held, so every node holding the same key records
- * decides the same.
+ * May the writer of desired record `r` (whose decoded value is `value`) write it? Checks that need
+ * no state are hard refusals; the ones that look up the writer's `key/<name>` record are soft (see
+ * Validation). A pure function of the record and the key records held, so every node holding the
+ * same key records decides the same. A service spec with privileged settings (host-access.ts) is
+ * an admin's write: with it a deployer would be root on every node that allows them.
  */
-export function authorityError (r: StateRecord, family: Family, id: string, trust: Trust): AuthorityError | null {
+export function authorityError (r: StateRecord, family: Family, id: string, trust: Trust, value: unknown): AuthorityError | null {
   const op = parseOperatorWriter(r.w)
   if (op === null) return { reason: `${r.k}: writer is not an operator key` }
   if (op.name === null) return trust.operators.has(r.w) ? null : { reason: `${r.k}: writer is not a trusted operator key` }
@@ -173,6 +208,10 @@ export function authorityError (r: StateRecord, family: Family, id: string, trus
   if (k.revoked === true && cmpT(r.t, entry.t) >= 0) return { reason: `${r.k}: key ${op.name} was revoked`, soft: 'refused' }
   if (k.expiresAt !== undefined && r.t[0] >= k.expiresAt) return { reason: `${r.k}: key ${op.name} had expired`, soft: 'refused' }
   if (!ROLE_FAMILIES[k.role].has(family)) return { reason: `${r.k}: key ${op.name} (${k.role}) may not write ${family}/`, soft: 'refused' }
+  if (family === 'svc' && k.role !== 'admin' && isObj(value) && isObj(value.spec)) {
+    const priv = privilegedSettings(value.spec as unknown as ServiceSpec)
+    if (priv.length > 0) return { reason: `${r.k}: key ${op.name} (${k.role}) may not deploy ${priv.join(', ')}: only admin keys may`, soft: 'refused' }
+  }
   return null
 }
 
@@ -215,7 +254,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   const err = valueChecks[family](value)
   if (err !== null) return { ok: false, reason: `${r.k}: ${err}` }
   if (desired) {
-    const denied = authorityError(r, family, id, trust)
+    const denied = authorityError(r, family, id, trust, value)
     if (denied !== null) return { ok: false, ...denied }
   }
   return { ok: true, value }

@@ -97,6 +97,8 @@ export interface NodeView {
   version: string
   /** ms since epoch the node first joined */
   joinedAt: number
+  /** host paths and privileged settings its operator allows specs (agent --allow-host-path, --allow-privileged) */
+  hostAccess: { paths: string[], privileged: boolean }
   self: boolean
   /** published ports this node cannot open (e.g. taken by another program) */
   portErrors: string[]

@@ -461,6 +461,15 @@ export function createOptions(req: CreateRequest): Docker.ContainerCreateOptions
   if (spec.limits.cpus !== undefined) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9)
   if (spec.limits.memoryBytes !== undefined) hostConfig.Memory = Math.round(spec.limits.memoryBytes)
   if (spec.reservations.memoryBytes !== undefined) hostConfig.MemoryReservation = Math.round(spec.reservations.memoryBytes)
+  // host-reaching settings: the node's reconciler has checked them against its --allow-* flags
+  if (spec.readOnly === true) hostConfig.ReadonlyRootfs = true
+  if (spec.privileged === true) hostConfig.Privileged = true
+  if (spec.capAdd !== undefined && spec.capAdd.length > 0) hostConfig.CapAdd = [...spec.capAdd]
+  if (spec.capDrop !== undefined && spec.capDrop.length > 0) hostConfig.CapDrop = [...spec.capDrop]
+  if (spec.devices !== undefined && spec.devices.length > 0) {
+    hostConfig.Devices = spec.devices.map((d) => ({ PathOnHost: d.source, PathInContainer: d.target, CgroupPermissions: d.permissions }))
+  }
+  if (spec.pid === 'host') hostConfig.PidMode = 'host'
 
   const options: Docker.ContainerCreateOptions = {
     name: req.name,

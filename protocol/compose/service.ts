@@ -5,6 +5,7 @@ import { DEFAULT_RESTART_POLICY, MAX_REPLICAS, SERVICE_NAME_PATTERN } from '../s
 import { deploy, healthcheck, restartShorthand } from './deploy.ts'
 import { parseEnvFile } from './envfile.ts'
 import { lookupVar } from './interpolate.ts'
+import { hostSettings } from './host.ts'
 import { exposedPorts, ports } from './ports.ts'
 import { ENV_FILE, SERVICE, checkKeys } from './support.ts'
 import type { Ctx, Obj, Path } from './types.ts'
@@ -191,6 +192,7 @@ export function translateService (ctx: Ctx, name: string, raw: unknown): Service
   if (exposeList.length > 0) spec.expose = exposeList
   if (health !== undefined) spec.healthcheck = health
   spec.mounts = mountList
+  hostSettings(ctx, svc, path, spec)
   if (user !== undefined) spec.user = user
   if (workingDir !== undefined) spec.workingDir = workingDir
   if (stopSignal !== undefined) spec.stopSignal = stopSignal

@@ -55,7 +55,7 @@ export const SERVICE: KeyTable = {
     ports: yes('ingress ports open on every node (routing mesh); a specific host IP is refused'),
     expose: yes('ports other services reach by name'),
     healthcheck: yes(),
-    volumes: yes('named volumes, binds (absolute after resolving against the file), tmpfs'),
+    volumes: yes('named volumes, tmpfs, and binds (absolute after resolving against the file), which run only on nodes that allow the host path (--allow-host-path)'),
     tmpfs: yes('mount options are ignored with a warning'),
     user: yes(),
     working_dir: yes('an absolute path'),
@@ -67,6 +67,12 @@ export const SERVICE: KeyTable = {
     cpus: yes('as deploy.resources.limits.cpus'),
     mem_limit: yes('as deploy.resources.limits.memory'),
     mem_reservation: yes('as deploy.resources.reservations.memory'),
+    read_only: yes(),
+    cap_drop: yes(),
+    privileged: yes('admin keys only; runs only on nodes started with --allow-privileged'),
+    cap_add: yes('as privileged'),
+    devices: yes('as privileged; short (HOST[:CONTAINER[:rwm]]) and long syntax'),
+    pid: yes('`host` only, as privileged'),
     build: ignored('the image is pulled, never built; refused when there is no image:'),
     // harmless to skip: the containers still run as the user expects
     depends_on: ignored('start order is not enforced; replicas restart until their dependencies answer'),
@@ -102,16 +108,10 @@ export const SERVICE: KeyTable = {
     pids_limit: ignored('resource tuning'),
     blkio_config: ignored('I/O tuning'),
     // would change behaviour if skipped
-    privileged: refused('privileged containers would run unprivileged'),
-    cap_add: refused('the container would lack the capabilities it asks for'),
-    cap_drop: refused('the container would keep capabilities meant to be dropped'),
     security_opt: refused('security options would be dropped'),
-    read_only: refused('the root file system would be writable'),
-    devices: refused('the devices would be missing'),
     device_cgroup_rules: refused('device access rules would be dropped'),
     gpus: refused('the GPUs would be missing'),
     network_mode: refused('the container would run on the stack network instead'),
-    pid: refused('the PID namespace would not be shared'),
     ipc: refused('the IPC namespace would not be shared'),
     uts: refused('the UTS namespace would not be shared'),
     userns_mode: refused('the user namespace setting would be dropped'),
@@ -307,10 +307,20 @@ export const ENV_FILE: KeyTable = {
   }
 }
 
+export const DEVICE: KeyTable = {
+  where: 'services.*.devices[] (long syntax)',
+  schema: '/definitions/service/properties/devices/items/oneOf/1',
+  keys: {
+    source: yes(),
+    target: yes('default: the source path'),
+    permissions: yes('some of r, w, m; default rwm')
+  }
+}
+
 /** Every table, in the matrix's order. */
 export const TABLES: readonly KeyTable[] = [
   TOP, SERVICE, DEPLOY, RESOURCES, LIMITS, RESERVATIONS, RESTART_POLICY, PLACEMENT, HEALTHCHECK,
-  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE
+  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE, DEVICE
 ]
 
 /**

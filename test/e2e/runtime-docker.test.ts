@@ -334,6 +334,14 @@ describe('DockerRuntime helpers', () => {
       () => createOptions({ spec: baseSpec({ mounts: [{ type: 'bind', source: './x', target: '/x', readOnly: false }] }), slot: 1, node: 'n', generation: 1, name: 'n' }),
       /absolute/
     )
+    const plain = createOptions({ spec: baseSpec(), slot: 1, node: 'n', generation: 1, name: 'n' }).HostConfig
+    for (const k of ['Privileged', 'CapAdd', 'CapDrop', 'Devices', 'PidMode', 'ReadonlyRootfs'] as const) assert.equal(plain?.[k], undefined, k)
+    const host = createOptions({
+      spec: baseSpec({ readOnly: true, privileged: true, capAdd: ['NET_ADMIN'], capDrop: ['ALL'], devices: [{ source: '/dev/a', target: '/dev/b', permissions: 'r' }], pid: 'host' }),
+      slot: 1, node: 'n', generation: 1, name: 'n'
+    }).HostConfig
+    assert.deepEqual([host?.ReadonlyRootfs, host?.Privileged, host?.CapAdd, host?.CapDrop, host?.Devices, host?.PidMode],
+      [true, true, ['NET_ADMIN'], ['ALL'], [{ PathOnHost: '/dev/a', PathInContainer: '/dev/b', CgroupPermissions: 'r' }], 'host'])
   })
 })
 

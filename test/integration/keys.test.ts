@@ -7,7 +7,8 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { encodeGossip, pack } from '../../protocol/codec.ts'
 import { credentialSigner, generateCredential } from '../../protocol/credential.ts'
-import { key, type KeyRecord, type NodeConfig, type Role, type ScaleRecord } from '../../protocol/keys.ts'
+import { key, type KeyRecord, type NodeConfig, type Role, type ScaleRecord, type ServiceRecord } from '../../protocol/keys.ts'
+import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
 import type { StateRecord } from '../../protocol/record.ts'
 import { operatorWriterId, signerFromRaw, signRecord, type Signer } from '../../protocol/sign.ts'
 import { topicFor } from '../../node/gossip.ts'
@@ -235,5 +236,40 @@ describe('operator keys with roles, on every node', { timeout: 90_000 }, () => {
     // what it did before the revocation stands
     for (const n of nodes) assert.ok(same(n.states.state.get(w.k), w), `${n.name} lost a write authorised before the revocation`)
     await waitFor(() => converged(nodes, ids()), CONVERGE_MS, () => describeCluster(nodes))
+  })
+
+  it('privileged settings are an admin\'s write: a deployer\'s privileged, cap_add, devices or pid: host spec is refused everywhere', async () => {
+    const dep = signers.get('dep')!
+    const svc = (name: string, extra: Partial<ServiceSpec>): ServiceRecord => ({ spec: newServiceSpec({ name, stack: 'sec', image: 'busybox', ...extra }), generation: 1 })
+    const cases: Array<[string, Partial<ServiceSpec>]> = [
+      ['privileged', { privileged: true }],
+      ['cap_add', { capAdd: ['SYS_ADMIN'] }],
+      ['devices', { devices: [{ source: '/dev/mem', target: '/dev/mem', permissions: 'rwm' }] }],
+      ['pid: host', { pid: 'host' }]
+    ]
+    for (const [what, extra] of cases) {
+      await refusedEverywhere(sign(dep, key.svc(`priv-${what.replace(/\W/g, '')}`), svc(`priv-${what.replace(/\W/g, '')}`, extra)), `deployer ${what}`, new RegExp(`dep \\(deployer\\) may not deploy ${what}: only admin keys may`))
+    }
+    // what only takes away, and host bind mounts (decided per node, by its --allow-host-path), stay a deployer's
+    const plain = sign(dep, key.svc('unpriv'), svc('unpriv', { capDrop: ['ALL'], readOnly: true, mounts: [{ type: 'bind', source: '/srv/data', target: '/data', readOnly: true }] }))
+    assert.deepEqual(tryWrite(nodes[2], plain), { applied: true })
+    await everywhere(plain, 'the deployer\'s unprivileged spec')
+    // the founding admin may
+    const priv = sign(admin, key.svc('priv-admin'), svc('priv-admin', { privileged: true, capAdd: ['NET_ADMIN'] }))
+    assert.deepEqual(tryWrite(nodes[1], priv), { applied: true })
+    await everywhere(priv, 'the admin\'s privileged spec')
+  })
+
+  it('a spec whose mounts are not what they claim is refused as malformed', async () => {
+    const bad: Array<[string, unknown]> = [
+      ['relative bind', { type: 'bind', source: 'etc', target: '/x', readOnly: false }],
+      ['volume naming a path', { type: 'volume', source: '/etc', target: '/x', readOnly: false }],
+      ['unknown type', { type: 'npipe', source: '/etc', target: '/x', readOnly: false }],
+      ['relative target', { type: 'tmpfs', source: '', target: 'x', readOnly: false }]
+    ]
+    for (const [what, m] of bad) {
+      const rec = sign(admin, key.svc('badmount'), { spec: { ...newServiceSpec({ name: 'badmount', stack: 'sec', image: 'busybox' }), mounts: [m] }, generation: 1 })
+      for (const n of nodes) assert.match(n.states.ingest([rec], 'test').firstError ?? '', /spec.mounts is invalid/, `${n.name}: ${what}`)
+    }
   })
 })

@@ -644,9 +644,36 @@ describe('unsupported and unknown keys', () => {
   })
 
   test('behaviour-changing keys are errors', () => {
-    const r = run(web('    privileged: true', '    cap_add: [NET_ADMIN]', '    devices: ["/dev/fuse"]', '    network_mode: host', '    pid: host', '    ipc: host', '    secrets: [s]', '    configs: [c]'))
-    const keys = ['privileged', 'cap_add', 'devices', 'network_mode', 'pid', 'ipc', 'secrets', 'configs']
+    const r = run(web('    network_mode: host', '    ipc: host', '    secrets: [s]', '    configs: [c]', '    security_opt: [no-new-privileges]'))
+    const keys = ['network_mode', 'ipc', 'secrets', 'configs', 'security_opt']
     keys.forEach((k, i) => expectError(r, `services.web.${k}`, 4 + i, 5, /^not supported yet: /))
+  })
+
+  test('host and privilege keys: read_only, privileged, cap_add, cap_drop, devices, pid: host', () => {
+    const s = one(web('    read_only: true', '    privileged: "true"', '    cap_add: [net_admin, SYS_TIME]', '    cap_drop: [ALL]',
+      '    devices: ["/dev/ttyUSB0", "/dev/fuse:/dev/fuse:rw", {source: /dev/snd, permissions: r}]', '    pid: host'))
+    assert.equal(s.readOnly, true)
+    assert.equal(s.privileged, true)
+    assert.deepEqual(s.capAdd, ['NET_ADMIN', 'SYS_TIME'])
+    assert.deepEqual(s.capDrop, ['ALL'])
+    assert.deepEqual(s.devices, [
+      { source: '/dev/ttyUSB0', target: '/dev/ttyUSB0', permissions: 'rwm' },
+      { source: '/dev/fuse', target: '/dev/fuse', permissions: 'rw' },
+      { source: '/dev/snd', target: '/dev/snd', permissions: 'r' }
+    ])
+    assert.equal(s.pid, 'host')
+    const plain = one(web('    read_only: false', '    privileged: false', '    cap_add: []'))
+    for (const k of ['readOnly', 'privileged', 'capAdd', 'capDrop', 'devices', 'pid'] as const) assert.equal(plain[k], undefined, k)
+  })
+
+  test('bad host and privilege values get one error at their place', () => {
+    const r = run(web('    cap_add: ["NET ADMIN"]', '    devices: ["dev/fuse", "/dev/a:/dev/b:rwx", "/a:/b:/c:/d"]', '    pid: "service:db"', '    privileged: maybe'))
+    expectError(r, 'services.web.cap_add[0]', 4, 15, /invalid capability "NET ADMIN"/)
+    expectError(r, 'services.web.devices[0]', 5, 15, /device source must be an absolute path/)
+    expectError(r, 'services.web.devices[1]', 5, 27, /invalid device permissions "rwx"/)
+    expectError(r, 'services.web.devices[2]', 5, 48, /expected HOST_PATH/)
+    expectError(r, 'services.web.pid', 6, 10, /only pid: host/)
+    expectError(r, 'services.web.privileged', 7, 17, /must be true or false/)
   })
 
   test('build: a warning with an image, an error without', () => {
