@@ -5,7 +5,8 @@
  */
 import { globalKey, placeAll, slotKey } from '../placement/placement.ts'
 import type { CurrentAssignment, PlacementNode, PlacementResult, PlacementService, SlotHolder } from '../placement/types.ts'
-import { key, type ScaleRecord, type ServiceRecord, type TaskReport } from '../protocol/keys.ts'
+import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
+import { taskReports } from '../protocol/tasks.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 import { nodeViews } from './views.ts'
@@ -65,9 +66,9 @@ export function currentAssignment (state: ClusterState, nodes: readonly Placemen
   const alive = new Set(nodes.filter((n) => n.alive).map((n) => n.id))
   const global = new Set(svcs.filter((s) => s.spec.mode === 'global').map((s) => s.spec.name))
   const out = new Map<string, SlotHolder[]>()
-  for (const [node, report] of state.family<TaskReport | null>('tasks')) {
-    if (report === null || !alive.has(node)) continue
-    for (const t of report.tasks) {
+  for (const [node, tasks] of taskReports(state)) {
+    if (!alive.has(node)) continue
+    for (const t of tasks) {
       if (t.desired === 'shutdown') continue
       const k = global.has(t.service) ? globalKey(t.service, node) : slotKey(t.service, t.slot)
       const holders = out.get(k)

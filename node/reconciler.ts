@@ -15,7 +15,8 @@ import { compareStrings } from '../protocol/order.ts'
 import { randomBytes } from 'node:crypto'
 import { globalKey, slotKey } from '../placement/placement.ts'
 import type { SlotAssignment } from '../placement/types.ts'
-import { key, type TaskExit, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import type { TaskExit, TaskReport, TaskStatus } from '../protocol/keys.ts'
+import { shardReport, taskShardKey, tasksOf } from '../protocol/tasks.ts'
 import type { StateRecord } from '../protocol/record.ts'
 import type { Signer } from '../protocol/sign.ts'
 import { placement, services, type ServiceState } from './desired.ts'
@@ -97,6 +98,8 @@ export class Reconciler {
   private periodic: NodeJS.Timeout | undefined
   private unsubscribe: (() => void) | undefined
   private lastReport = ''
+  /** the shard values written last (JSON), by shard */
+  private lastShards: string[] = []
   private stopped = false
   /** resolves when the current pass (if any) ends */
   private idle: Promise<void> = Promise.resolve()
@@ -107,9 +110,9 @@ export class Reconciler {
 
   start (): void {
     // Keep the task history across agent restarts: it is in our own last report.
-    const prev = this.o.states.state.value<TaskReport>(key.tasks(this.o.self))
+    const prev = tasksOf(this.o.states.state, this.o.self)
     const svcs = new Map(services(this.o.states.state).map((s) => [s.spec.name, s]))
-    for (const t of prev?.tasks ?? []) {
+    for (const t of prev) {
       const m = this.mem(this.keyOf(t.service, t.slot, svcs.get(t.service)?.spec.mode === 'global'))
       m.history = t.history
       m.exits = t.history.map((h) => h.at)
@@ -142,8 +145,8 @@ export class Reconciler {
    * own report changes only because of a pass.
    */
   private readonly onChange = (recs: StateRecord[]): void => {
-    const own = key.tasks(this.o.self)
-    if (recs.some((r) => r.k !== own)) this.schedule()
+    const own = `tasks/${this.o.self}`
+    if (recs.some((r) => r.k !== own && !r.k.startsWith(own + '.'))) this.schedule()
   }
 
   schedule (delayMs = RECONCILE_DEBOUNCE_MS): void {
@@ -364,8 +367,7 @@ export class Reconciler {
    * is not itself handing it over — two nodes each waiting for the other must not both stop.
    */
   private ownerRuns (owner: string, svc: ServiceState, slot: number): boolean {
-    const report = this.o.states.state.value<TaskReport>(key.tasks(owner))
-    return report?.tasks.some((t) => t.service === svc.spec.name && t.slot === slot && t.generation === svc.generation && t.state === 'running' && t.desired !== 'shutdown') ?? false
+    return tasksOf(this.o.states.state, owner).some((t) => t.service === svc.spec.name && t.slot === slot && t.generation === svc.generation && t.state === 'running' && t.desired !== 'shutdown')
   }
 
   private remove (c: ContainerInfo, svc: ServiceState | undefined): void {
@@ -393,11 +395,23 @@ export class Reconciler {
     void removal.finally(() => this.removals.delete(removal))
   }
 
+  /**
+   * Publishes our tasks in shards (protocol/tasks.ts), each within the record payload limit; only
+   * shards whose content changed are written. Shards a smaller count no longer uses are emptied.
+   */
   private report (tasks: TaskStatus[]): void {
     tasks.sort((a, b) => compareStrings(a.service, b.service) || a.slot - b.slot)
     const text = JSON.stringify(tasks)
     if (text === this.lastReport || this.stopped) return
     this.lastReport = text
-    this.o.states.write(key.tasks(this.o.self), { tasks } satisfies TaskReport, this.o.signer)
+    const shards = shardReport(tasks, this.lastShards.length)
+    const values: TaskReport[] = [...shards]
+    for (let i = shards.length; i < this.lastShards.length; i++) values.push({ tasks: [] })
+    values.forEach((v, i) => {
+      const shardText = JSON.stringify(v)
+      if (this.lastShards[i] === shardText) return
+      this.o.states.write(taskShardKey(this.o.self, i), v, this.o.signer)
+    })
+    this.lastShards = shards.map((v) => JSON.stringify(v))
   }
 }

@@ -15,7 +15,7 @@
  * A write is therefore decided by the key records alone, on every node the same way.
  */
 import { EventEmitter } from 'node:events'
-import { pack } from '../protocol/codec.ts'
+import { MAX_PAYLOAD_BYTES, pack } from '../protocol/codec.ts'
 import { receive, tick, ZERO_HLC, type Hlc } from '../protocol/hlc.ts'
 import { DESIRED_FAMILIES, key, parseKey, type KeyRecord } from '../protocol/keys.ts'
 import type { StateRecord } from '../protocol/record.ts'
@@ -183,7 +183,10 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
 
   /** Sign, merge, persist and publish a local write. */
   write (k: string, value: unknown, signer: Signer, version: [number, number] = this.nextVersion()): StateRecord {
-    const r = signRecord(this.opts.clusterId, signer, k, version, pack(value))
+    const payload = pack(value)
+    // peers refuse a bigger record whole (codec.ts): writing one would be a bug, so stop here
+    if (payload.length > MAX_PAYLOAD_BYTES) throw new Error(`local write of ${k} is ${payload.length} bytes; a record holds at most ${MAX_PAYLOAD_BYTES}`)
+    const r = signRecord(this.opts.clusterId, signer, k, version, payload)
     const res = this.ingest([r], 'local')
     if (res.rejected > 0 || res.deferred > 0) throw new Error(`local write of ${k} rejected: ${res.firstError}`)
     this.publish([r])

@@ -3,7 +3,8 @@
  * running. Reports of dead or departed nodes are ignored: observed state dies with its owner.
  */
 import { compareStrings } from '../protocol/order.ts'
-import { key, type MemberRecord, type MeshReport, type TaskReport, type TaskStatus } from '../protocol/keys.ts'
+import { key, type MemberRecord, type MeshReport, type TaskStatus } from '../protocol/keys.ts'
+import { taskReports } from '../protocol/tasks.ts'
 import { isMeshPort, type PortSpec } from '../protocol/spec.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { PortError, ServiceView, TaskView } from './api/types.ts'
@@ -12,10 +13,10 @@ import { nodeViews } from './views.ts'
 
 function liveReports (state: ClusterState): Map<string, TaskStatus[]> {
   const out = new Map<string, TaskStatus[]>()
-  for (const [id, report] of state.family<TaskReport>('tasks')) {
+  for (const [id, tasks] of taskReports(state)) {
     const status = state.value<MemberRecord>(key.member(id))?.status
     if (status === 'dead' || status === 'left') continue
-    out.set(id, report.tasks)
+    out.set(id, tasks)
   }
   return out
 }

@@ -9,7 +9,7 @@
  * Observed state (signed by the node it describes, only that node may write it):
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
- *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC)
+ *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC); more shards as tasks/<peerId>.<i> (tasks.ts)
  *   mesh/<peerId>     MeshReport — the routing mesh's published ports on that node, and any it cannot open
  */
 import type { HostAccess } from './host-access.ts'
@@ -138,6 +138,8 @@ export interface TaskStatus {
 
 export interface TaskReport {
   tasks: TaskStatus[]
+  /** shard 0 only: how many shards the node's report has (protocol/tasks.ts); absent = 1 */
+  shards?: number
 }
 
 /** One published port of the routing mesh on one node. */

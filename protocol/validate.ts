@@ -11,6 +11,7 @@ import {
 import { isSelfOnlyStatus, statusOfRank } from './membership.ts'
 import type { StateRecord } from './record.ts'
 import { isNodeWriter, parseOperatorWriter, verifyRecord } from './sign.ts'
+import { MAX_TASK_SHARDS, parseTaskId } from './tasks.ts'
 import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
 import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
 
@@ -169,6 +170,7 @@ const valueChecks: Record<Family, Check> = {
   },
   tasks: (v) => {
     if (!isObj(v) || !Array.isArray(v.tasks) || v.tasks.length > MAX_TASKS_PER_NODE) return 'task report is invalid'
+    if (v.shards !== undefined && (!isInt(v.shards) || v.shards < 1 || v.shards > MAX_TASK_SHARDS)) return 'task report shard count is invalid'
     for (const t of v.tasks) {
       if (!isObj(t) || !isStr(t.service, 64) || !isInt(t.slot) || !isStr(t.container, 128) || !isStr(t.state, 16) ||
         !isStr(t.health, 16) || !isInt(t.generation) || !isStr(t.error) || !isInt(t.startedAt) ||
@@ -235,7 +237,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     if (status === undefined) return { ok: false, reason: `${r.k}: bad status rank` }
     if (isSelfOnlyStatus(status) ? r.w !== id : !isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: ${r.w.slice(0, 60)} may not declare ${status}` }
     if (!isSelfOnlyStatus(status) && r.t[0] > MAX_RUMOUR_INCARNATION) return { ok: false, reason: `${r.k}: incarnation out of range` }
-  } else if (r.w !== id) {
+  } else if (r.w !== (family === 'tasks' ? parseTaskId(id)?.node : id)) {
     return { ok: false, reason: `${r.k}: only node ${id.slice(0, 60)} may write it` }
   }
   if (family !== 'member' && isTooFarAhead({ wall: r.t[0], logical: r.t[1] }, now)) return { ok: false, reason: `${r.k}: timestamp too far in the future` }

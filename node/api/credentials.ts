@@ -11,14 +11,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { decodeCredential, encodeCredential, type Credential } from '../../protocol/credential.ts'
 
 export const CREDENTIALS_FILE = 'credentials.json'
-/** Attempts to add an entry when another process writes the file at the same moment. */
-const WRITE_ATTEMPTS = 5
 
 export interface CredentialsFile {
   clusters: Record<string, { name: string, credential: string }>
@@ -55,12 +53,13 @@ export function credentialFor (path: string, clusterId: string): Credential | un
 
 /**
  * Add `cred` under its cluster id unless the file already has an entry for that cluster (the
- * user's own choice of key wins). Returns whether it was added. Safe against another process
- * adding its own cluster at the same moment: the write is atomic and checked afterwards.
+ * user's own choice of key wins). Returns whether it was added. Several processes (agents of a
+ * local cluster starting together, CLI calls) may add at once: the read-modify-write happens
+ * under a lock file, and the new file replaces the old one atomically.
  */
 export async function addCredential (path: string, cred: Credential): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
-  for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
+  return await withLock(`${path}.lock`, async () => {
     const current = existsSync(path) ? parse(await readFile(path, 'utf8'), path) : { clusters: {} }
     if (current.clusters[cred.clusterId] !== undefined) return false
     current.clusters[cred.clusterId] = { name: cred.name, credential: encodeCredential(cred) }
@@ -68,9 +67,36 @@ export async function addCredential (path: string, cred: Credential): Promise<bo
     await writeFile(tmp, JSON.stringify(current, null, 2) + '\n', { mode: 0o600 })
     await chmod(tmp, 0o600)
     await rename(tmp, path)
-    await new Promise((resolve) => setTimeout(resolve, 5 + Math.floor(Math.random() * 20)))
-    const after = parse(await readFile(path, 'utf8'), path)
-    if (after.clusters[cred.clusterId]?.credential === encodeCredential(cred)) return true
+    return true
+  })
+}
+
+/** How long to wait for another writer's lock: a write takes milliseconds. */
+const LOCK_WAIT_MS = 10_000
+/** A lock file older than this was left by a writer that died mid-write, and is taken over. */
+const LOCK_STALE_MS = 30_000
+/** Pause between attempts to take the lock. */
+const LOCK_RETRY_MS = 10
+
+async function withLock<T> (lock: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS
+  for (;;) {
+    let handle
+    try {
+      handle = await open(lock, 'wx', 0o600)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0)
+      if (age > LOCK_STALE_MS) await unlink(lock).catch(() => {})
+      else if (Date.now() > deadline) throw new Error(`could not add a credential: ${lock} is held by another process (remove it if no p2p-orch command is running)`)
+      await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS))
+      continue
+    }
+    try {
+      return await fn()
+    } finally {
+      await handle.close()
+      await unlink(lock).catch(() => {})
+    }
   }
-  throw new Error(`could not add a credential to ${path}: another process keeps rewriting it`)
 }

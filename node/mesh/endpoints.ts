@@ -8,7 +8,8 @@
  * as its node's report says so.
  */
 import { compareStrings } from '../../protocol/order.ts'
-import { key, type MemberRecord, type ServiceRecord, type TaskReport } from '../../protocol/keys.ts'
+import { key, type MemberRecord, type ServiceRecord } from '../../protocol/keys.ts'
+import { taskReports } from '../../protocol/tasks.ts'
 import type { ClusterState } from '../../protocol/state.ts'
 import { isMeshPort, type PortSpec, type ServiceSpec } from '../../protocol/spec.ts'
 
@@ -47,9 +48,9 @@ export function routableEndpoints (state: ClusterState): Map<string, Endpoint[]>
   const specs = new Map<string, ServiceSpec>()
   for (const [name, rec] of state.family<ServiceRecord | null>('svc')) if (rec !== null) specs.set(name, rec.spec)
   const out = new Map<string, Endpoint[]>()
-  for (const [node, report] of state.family<TaskReport>('tasks')) {
+  for (const [node, tasks] of taskReports(state)) {
     if (!liveMember(state, node)) continue
-    for (const t of report.tasks) {
+    for (const t of tasks) {
       const spec = specs.get(t.service)
       if (spec === undefined || t.desired === 'shutdown' || t.state !== 'running' || t.container === '') continue
       if (t.health === 'unhealthy' || (spec.healthcheck !== undefined && spec.healthcheck.test[0] !== 'NONE' && t.health !== 'healthy')) continue
