@@ -3,7 +3,7 @@
  */
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { InfoResponse, JoinTokenResponse, NodeView } from '../node/api/types.ts'
+import type { InfoResponse, JoinTokenResponse, MintJoinKeyRequest, MintJoinKeyResponse, NodeView } from '../node/api/types.ts'
 import { clientFor, dataDirOf, type GlobalOptions } from './context.ts'
 import { CliUserError } from './errors.ts'
 import { age, labels, shortId, table } from './format.ts'
@@ -57,23 +57,41 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     })
 
   program.command('join-token')
-    .description('print the token other nodes join with (it carries no private key)')
-    .option('--worker', 'accepted for compatibility: every token is a worker token now')
+    .description('make a token that admits new nodes (needs an admin key; it can admit nodes, nothing else)')
+    .option('--rotate', 'first revoke the join keys of every earlier token: they no longer admit nodes')
+    .option('--ttl <duration>', 'the token admits nodes for this long (e.g. 1h, 7d); default: until rotated')
+    .option('--worker', 'accepted for compatibility: every token is a worker token')
     .option('--with-admin-key', 'also put YOUR credential in the token, so the new node\'s user can change the cluster (single-owner setups only)')
     .action(async (o) => {
+      const [{ randomBytes }, { decodeToken, encodeToken }, { credentialSigner, encodeCredential, generateCredential }, { requireCredential, signRecords, submitRecords }, { parseDuration }] = await Promise.all([
+        import('node:crypto'), import('../protocol/token.ts'), import('../protocol/credential.ts'), import('./credentials.ts'), import('./commands-keys.ts')
+      ])
       const client = clientFor(g())
-      const r = await client.call<JoinTokenResponse>('GET', '/join-token')
+      const info = await client.call<InfoResponse>('GET', '/info')
+      const { credential, source } = requireCredential(g(), info.clusterId)
+      const joinKey = generateCredential(info.clusterId, `join-${randomBytes(4).toString('hex')}`)
+      const req: MintJoinKeyRequest = {
+        name: joinKey.name,
+        publicKey: credentialSigner(joinKey).publicKeyHex,
+        ...(o.ttl !== undefined ? { ttlMs: parseDuration(o.ttl) } : {}),
+        ...(o.rotate === true ? { rotate: true } : {})
+      }
+      const minted = await client.call<MintJoinKeyResponse>('POST', '/join-token', req)
+      const signed = minted.sign === undefined ? [] : signRecords(g(), minted.sign)
+      await submitRecords(client, signed)
+      const keyRecord = signed.find((r) => r.k === `key/${joinKey.name}`)
+      if (keyRecord === undefined) throw new Error('the node prepared no key record for the join key')
+      const token = encodeToken({
+        ...decodeToken(minted.token),
+        admission: { credential: encodeCredential(joinKey), keyRecord },
+        ...(o.withAdminKey === true ? { credential: encodeCredential(credential) } : {})
+      })
       if (o.withAdminKey === true) {
-        const [{ decodeToken, encodeToken }, { encodeCredential }, { requireCredential }] = await Promise.all([
-          import('../protocol/token.ts'), import('../protocol/credential.ts'), import('./credentials.ts')
-        ])
-        const info = await client.call<InfoResponse>('GET', '/info')
-        const { credential, source } = requireCredential(g(), info.clusterId)
-        r.token = encodeToken({ ...decodeToken(r.token), credential: encodeCredential(credential) })
-        r.command = `p2p-orch agent --data DIR --join ${r.token}`
         process.stderr.write(`warning: this token carries your credential (key "${credential.name}", from ${source}): anyone who holds it can do what that key can. Prefer \`p2p-orch key create\` for each person.\n`)
       }
-      console.log(g().json === true ? JSON.stringify(r) : r.token)
+      if (minted.revoked.length > 0) process.stderr.write(`revoked ${minted.revoked.length} earlier join key(s): tokens made before no longer admit nodes\n`)
+      const r: JoinTokenResponse = { token, command: `p2p-orch agent --data DIR --join ${token}` }
+      console.log(g().json === true ? JSON.stringify({ ...r, key: joinKey.name, revoked: minted.revoked }) : r.token)
     })
 
   program.command('nodes')
@@ -101,6 +119,7 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
       const { write } = await import('./credentials.ts')
       await write(clientFor(g()), g(), 'DELETE', `/nodes/${encodeURIComponent(ref)}${o.force === true ? '?force=1' : ''}`)
       console.log(`removed ${ref}`)
+      process.stderr.write('its admission is revoked; if it may still hold a join token, also run `p2p-orch join-token --rotate`\n')
     })
   node.command('update <node>')
     .description('change a node\'s availability or labels')

@@ -11,6 +11,7 @@ import type { ApiClient } from '../node/api/client.ts'
 import { credentialFor, userCredentialsPath } from '../node/api/credentials.ts'
 import type { Signable, SignedRecord, SignRequest, SubmitResponse } from '../node/api/types.ts'
 import { credentialSigner, decodeCredential, type Credential } from '../protocol/credential.ts'
+import type { StateRecord } from '../protocol/record.ts'
 import { signRecord } from '../protocol/sign.ts'
 import type { GlobalOptions } from './context.ts'
 import { CliUserError } from './errors.ts'
@@ -67,15 +68,22 @@ export function requireCredential (g: GlobalOptions, clusterId: string): FoundCr
   return found
 }
 
-/** Sign what a write route prepared and submit it; the node validates it like any record from the network. */
-export async function signAndSubmit (client: ApiClient, g: GlobalOptions, req: SignRequest): Promise<SubmitResponse> {
+/** Sign what a write route prepared with the user's credential. */
+export function signRecords (g: GlobalOptions, req: SignRequest): StateRecord[] {
   const { credential } = requireCredential(g, req.clusterId)
   const signer = credentialSigner(credential)
-  const records: SignedRecord[] = req.records.map((u) => {
-    const r = signRecord(req.clusterId, signer, u.k, u.t, new Uint8Array(Buffer.from(u.p, 'base64')))
-    return { k: u.k, t: u.t, p: u.p, w: r.w, s: Buffer.from(r.s).toString('base64') }
-  })
+  return req.records.map((u) => signRecord(req.clusterId, signer, u.k, u.t, new Uint8Array(Buffer.from(u.p, 'base64'))))
+}
+
+/** Submit signed records; the node validates them like any record from the network. */
+export async function submitRecords (client: ApiClient, signed: StateRecord[]): Promise<SubmitResponse> {
+  const records: SignedRecord[] = signed.map((r) => ({ k: r.k, t: r.t, p: Buffer.from(r.p).toString('base64'), w: r.w, s: Buffer.from(r.s).toString('base64') }))
   return await client.call<SubmitResponse>('POST', '/records', { records })
+}
+
+/** Sign what a write route prepared and submit it. */
+export async function signAndSubmit (client: ApiClient, g: GlobalOptions, req: SignRequest): Promise<SubmitResponse> {
+  return await submitRecords(client, signRecords(g, req))
 }
 
 /** Call a write route, then sign and submit the records it prepared. Returns the route's answer without them. */

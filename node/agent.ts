@@ -21,8 +21,8 @@ export async function runAgent (opts: NodeOptions, print: (line: string) => void
   // every start of every node (where it would end up in every journal).
   if (node.identity.created) {
     print('To add a node to this cluster, run on it:')
-    print(`  p2p-orch agent --data DIR --join ${node.joinToken()}`)
-    print('(`p2p-orch join-token` prints the token again; it carries no private key.)')
+    print(`  p2p-orch agent --data DIR --join ${node.joinToken(true)}`)
+    print('(It admits nodes until you run `p2p-orch join-token --rotate`; `p2p-orch join-token` makes another.)')
   }
   let stoppingSince = 0
   const stop = (signal: string): void => {

@@ -47,6 +47,8 @@ export interface HostOptions {
   privateKey: PrivateKey
   networkKey: Uint8Array
   listen: string[]
+  /** peers refused after the handshake (a removed node, one sent away for want of an admission) */
+  denyPeer?: (peer: string) => boolean
 }
 
 export async function createHost (opts: HostOptions): Promise<Host> {
@@ -60,6 +62,10 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { maxConnections: MAX_CONNECTIONS },
+    connectionGater: {
+      denyInboundEncryptedConnection: (peer) => opts.denyPeer?.(peer.toString()) ?? false,
+      denyOutboundEncryptedConnection: (peer) => opts.denyPeer?.(peer.toString()) ?? false
+    },
     connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     services: {
       identify: identify(),

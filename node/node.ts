@@ -14,6 +14,7 @@ import { NO_HOST_ACCESS, type HostAccess } from '../protocol/host-access.ts'
 import { signerFromRaw } from '../protocol/sign.ts'
 import { decodeToken, encodeToken } from '../protocol/token.ts'
 import { ControlServer } from './control.ts'
+import { AdmissionGate, admitSelf } from './admission.ts'
 import { Dialer } from './dialer.ts'
 import { Gossip } from './gossip.ts'
 import { createHost, startHost, type Host } from './host.ts'
@@ -105,7 +106,12 @@ export interface P2pNode {
   /** where this start put an admin credential, if it brought one */
   readonly credential: InstalledCredential | null
   /** a join token: cluster id, network key, seeds, founding operator's public key; no private key */
-  joinToken (): string
+  /**
+   * The cluster's token without admission (GET /join-token: the CLI adds an admitter key it mints
+   * with its credential); `withFirstAdmission`: with the first admitter key, which only the start
+   * that created the cluster holds (printed once by the agent, used by in-process tests).
+   */
+  joinToken (withFirstAdmission?: boolean): string
   stop (): Promise<void>
 }
 
@@ -148,7 +154,10 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const states = new StateManager({ clusterId: identity.cluster.clusterId, trust, store, logger, counters, now })
   await states.load()
 
-  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen })
+  // admitted before anything else is written: our own records count only once we are
+  const firstAdmission = admitSelf({ states, self: id, created: identity.created, admin: identity.admin, token: opts.join !== undefined ? decodeToken(opts.join) : undefined, logger })
+  const gate = new AdmissionGate({ states, logger, counters, graceMs: profile.admissionGraceMs })
+  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen, denyPeer: (p) => gate.deny(p) })
   const nodeSigner = signerFromRaw(id, identity.privateKey.raw)
   const gossip = new Gossip(host, states, logger, counters)
   const sync = new AntiEntropy(host, states, logger, counters)
@@ -160,6 +169,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     await store.close()
     throw err
   }
+  gate.start(host)
   gossip.start()
   await sync.start()
   await membership.start()
@@ -245,11 +255,13 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     socketPath: join(opts.dataDir, FILES.socket),
     mesh,
     credential,
-    joinToken: () => encodeToken({
+    joinToken: (withFirstAdmission = false) => encodeToken({
       clusterId: identity.cluster.clusterId,
       networkKey: identity.cluster.networkKey,
       seeds: [...new Set([...ownAddrs, ...identity.cluster.seeds])],
-      operator: identity.cluster.operator
+      operator: identity.cluster.operator,
+      // the start that created the cluster holds its first admitter key (printed once)
+      ...(withFirstAdmission && firstAdmission !== null ? { admission: firstAdmission } : {})
     }),
     stop: async () => {}
   }
@@ -276,6 +288,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
     clearInterval(antiEntropyTimer)
     host.removeEventListener('peer:connect', onConnect)
+    gate.stop()
     host.removeEventListener('connection:open', onConnOpen)
     host.removeEventListener('connection:close', onConnClose)
     dialer.stop()

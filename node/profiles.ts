@@ -20,6 +20,8 @@ export interface Profile {
   reconcileIntervalMs: number
   /** Period of re-dialing known members we have no connection to. */
   redialIntervalMs: number
+  /** How long a connected peer may stay without an admission before it is disconnected (admission.ts). */
+  admissionGraceMs: number
 }
 
 export const PROFILES: Record<Profile['name'], Profile> = {
@@ -43,7 +45,9 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     // Docker events cover nearly every change; the periodic pass catches missed ones.
     reconcileIntervalMs: 10_000,
     // Re-dial lost members often enough to heal a partition within a few seconds.
-    redialIntervalMs: 2000
+    redialIntervalMs: 2000,
+    // a joining node's admission arrives within a second; room for a slow link
+    admissionGraceMs: 10_000
   },
   local: {
     name: 'local',
@@ -53,7 +57,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     suspicionTimeoutMs: 800,
     antiEntropyIntervalMs: 1000,
     reconcileIntervalMs: 2000,
-    redialIntervalMs: 500
+    redialIntervalMs: 500,
+    admissionGraceMs: 3000
   }
 }
 

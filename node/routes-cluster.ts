@@ -2,9 +2,10 @@
  * Control API routes for the cluster core: info, nodes, join tokens, node removal, operator
  * keys, signed records, metrics. Write routes answer with the records to sign (writes.ts).
  */
-import { FOUNDER_KEY_NAME, key, KEY_NAME_PATTERN, ROLES, type KeyRecord, type NodeConfig, type Role } from '../protocol/keys.ts'
+import { FOUNDER_KEY_NAME, key, KEY_NAME_PATTERN, ROLES, type AdmitRecord, type KeyRecord, type NodeConfig, type Role } from '../protocol/keys.ts'
+import { JOIN_KEY_PREFIX } from './admission.ts'
 import { parseOperatorWriter } from '../protocol/sign.ts'
-import type { CreateKeyRequest, InfoResponse, JoinTokenResponse, KeyView, NodeView, Signable } from './api/types.ts'
+import type { CreateKeyRequest, InfoResponse, JoinTokenResponse, KeyView, MintJoinKeyRequest, MintJoinKeyResponse, NodeView, Signable } from './api/types.ts'
 import type { ControlServer } from './control.ts'
 import { UserError } from './errors.ts'
 import type { P2pNode } from './node.ts'
@@ -66,6 +67,28 @@ export function registerClusterRoutes (control: ControlServer, node: P2pNode): v
     return { token, command: `p2p-orch agent --data DIR --join ${token}` }
   })
 
+  // The admitter key of a new token: the CLI generated it and signs its key record (and, with
+  // rotate, the revocation of every earlier one) with its own admin credential.
+  control.route('POST', '/join-token', ({ body }): MintJoinKeyResponse => {
+    const b = (body ?? {}) as Partial<MintJoinKeyRequest>
+    if (typeof b.name !== 'string' || !b.name.startsWith(JOIN_KEY_PREFIX) || !KEY_NAME_PATTERN.test(b.name)) throw new UserError(`a join key is named ${JOIN_KEY_PREFIX}<hex>, got ${JSON.stringify(b.name)}`)
+    if (node.states.state.get(key.key(b.name)) !== undefined) throw new UserError(`key "${b.name}" already exists; try again`)
+    if (typeof b.publicKey !== 'string' || !/^[0-9a-f]{64}$/.test(b.publicKey)) throw new UserError('publicKey must be 64 hex digits (an Ed25519 public key)')
+    if (b.ttlMs !== undefined && (!Number.isSafeInteger(b.ttlMs) || b.ttlMs <= 0 || b.ttlMs > MAX_KEY_TTL_MS)) throw new UserError('ttl must be a positive duration of at most 10 years')
+    const writes: Array<{ k: string, value: KeyRecord }> = []
+    const revoked: string[] = []
+    if (b.rotate === true) {
+      for (const [name, v] of node.states.state.family<KeyRecord>('key')) {
+        if (v.role !== 'admitter' || v.revoked === true) continue
+        writes.push({ k: key.key(name), value: { ...v, revoked: true } })
+        revoked.push(name)
+      }
+    }
+    const now = node.states.nextVersion()[0]
+    writes.push({ k: key.key(b.name), value: { publicKey: b.publicKey, role: 'admitter', ...(b.ttlMs !== undefined ? { expiresAt: now + b.ttlMs } : {}) } })
+    return { token: node.joinToken(), revoked, sign: prepare(node, writes) }
+  })
+
   control.route('POST', '/records', ({ body }) => submit(node, body))
 
   control.route('GET', '/keys', () => keyViews(node))
@@ -103,7 +126,15 @@ export function registerClusterRoutes (control: ControlServer, node: P2pNode): v
       throw new UserError(`node ${target.name} is ${target.status}; only dead or left nodes can be removed (stop it first, or use --force)`)
     }
     const cfg = node.states.state.value<NodeConfig>(key.nodecfg(target.id))
-    return { removed: target.id, sign: prepare(node, [{ k: key.nodecfg(target.id), value: { labels: cfg?.labels ?? {}, availability: cfg?.availability ?? 'active', removed: true } }]) }
+    // its admission goes too: its records and connections are refused from now on, until a join
+    // token (or an admin) admits it again
+    return {
+      removed: target.id,
+      sign: prepare(node, [
+        { k: key.admit(target.id), value: { revoked: true } satisfies AdmitRecord },
+        { k: key.nodecfg(target.id), value: { labels: cfg?.labels ?? {}, availability: cfg?.availability ?? 'active', removed: true } }
+      ])
+    }
   })
 
   control.route('PATCH', '/nodes/:ref', ({ params, body }): NodeConfig & Signable => {

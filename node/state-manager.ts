@@ -12,16 +12,18 @@
  *   written by a named key is checked again and the ones it no longer authorises are dropped
  *   (from memory and disk). Anti-entropy then brings back, from any peer that kept it, the newest
  *   record of that key that is still authorised.
- * A write is therefore decided by the key records alone, on every node the same way.
+ * A write is therefore decided by the key records alone, on every node the same way. Node
+ * admissions (`admit/` records) work the same way for observed records: a node's records wait for
+ * its admission, and a revoked admission withdraws them.
  */
 import { EventEmitter } from 'node:events'
 import { MAX_PAYLOAD_BYTES, pack } from '../protocol/codec.ts'
 import { receive, tick, ZERO_HLC, type Hlc } from '../protocol/hlc.ts'
-import { DESIRED_FAMILIES, key, parseKey, type KeyRecord } from '../protocol/keys.ts'
+import { DESIRED_FAMILIES, key, parseKey, type AdmitRecord, type KeyRecord } from '../protocol/keys.ts'
 import type { StateRecord } from '../protocol/record.ts'
 import { parseOperatorWriter, signRecord, type Signer } from '../protocol/sign.ts'
 import { ClusterState } from '../protocol/state.ts'
-import { authorityError, validateRecord, type Trust } from '../protocol/validate.ts'
+import { admissionError, authorityError, validateRecord, type Trust } from '../protocol/validate.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Store } from './store.ts'
@@ -44,8 +46,13 @@ export interface IngestResult {
   rejected: number
   /** records refused by this node's key records (unknown, revoked or expired key, role): the sender may just know less */
   deferred: number
+  /** of the deferred, those kept aside until the key or admission they wait for arrives */
+  held: number
   firstError?: string
 }
+
+/** Records other records' validity rests on: operator keys and node admissions. */
+const isAuthority = (r: StateRecord): boolean => r.k.startsWith('key/') || r.k.startsWith('admit/')
 
 const pendingId = (r: StateRecord): string => `${r.k}\0${r.w}\0${r.t[0]}.${r.t[1]}`
 
@@ -55,6 +62,8 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
   private readonly opts: StateManagerOptions
   private readonly trust: Trust
   private readonly pending = new Map<string, StateRecord>()
+  /** our own writes among `pending` (pendingId), published again once they apply */
+  private readonly localHeld = new Set<string>()
   /** called with every locally written record so gossip can publish it */
   publish: (recs: StateRecord[]) => void = () => {}
 
@@ -66,6 +75,10 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
       key: (name) => {
         const r = this.state.get(key.key(name))
         return r === undefined ? undefined : { t: r.t, value: this.state.value<KeyRecord>(r.k) as KeyRecord }
+      },
+      admission: (id) => {
+        const a = this.state.value<AdmitRecord>(key.admit(id))
+        return a === undefined ? 'unknown' : a.revoked === true ? 'revoked' : 'admitted'
       }
     }
   }
@@ -96,22 +109,28 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
     const dropped: StateRecord[] = []
     let rejected = 0
     let deferred = 0
+    let held = 0
     let firstError: string | undefined
-    // key records first: a batch often carries a key and the writes it authorises
-    const ordered = [...recs.filter((r) => r.k.startsWith('key/')), ...recs.filter((r) => !r.k.startsWith('key/'))]
+    // key records first, then admissions: a batch often carries a key and the writes it
+    // authorises, or a node's admission and its first records
+    const rank = (r: StateRecord): number => isAuthority(r) ? (r.k.startsWith('key/') ? 0 : 1) : 2
+    const ordered = [...recs].sort((a, b) => rank(a) - rank(b))
     let keysChanged = false
     for (const r of ordered) {
       const v = validateRecord(this.opts.clusterId, r, this.trust, now)
       if (!v.ok) {
         if (v.soft === undefined) rejected++
         else deferred++
-        if (v.soft === 'pending' && holdUnknown) this.hold(r)
+        if (v.soft === 'pending' && holdUnknown) {
+          this.hold(r)
+          held++
+        }
         firstError ??= v.reason
         continue
       }
       if (this.applyValid(r, v.value, persist)) {
         applied.push(r)
-        if (r.k.startsWith('key/')) keysChanged = true
+        if (isAuthority(r)) keysChanged = true
       }
     }
     if (keysChanged) this.keysChanged(applied, dropped, persist, now)
@@ -129,7 +148,7 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
     }
     if (applied.length > 0) this.opts.counters.inc('records_applied_total', applied.length)
     if (applied.length > 0 || dropped.length > 0) this.emit('change', [...applied, ...dropped])
-    return { applied, rejected, deferred, firstError }
+    return { applied, rejected, deferred, held, firstError }
   }
 
   private applyValid (r: StateRecord, value: unknown, persist: boolean): boolean {
@@ -143,7 +162,11 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
     const id = pendingId(r)
     this.pending.delete(id)
     this.pending.set(id, r)
-    if (this.pending.size > MAX_PENDING_RECORDS) this.pending.delete(this.pending.keys().next().value as string)
+    if (this.pending.size > MAX_PENDING_RECORDS) {
+      const oldest = this.pending.keys().next().value as string
+      this.pending.delete(oldest)
+      this.localHeld.delete(oldest)
+    }
   }
 
   /**
@@ -155,20 +178,27 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
       let again = false
       for (const r of this.state.records()) {
         const parsed = parseKey(r.k)
-        if (parsed === null || !DESIRED_FAMILIES.has(parsed.family) || parseOperatorWriter(r.w)?.name == null) continue
-        if (authorityError(r, parsed.family, parsed.id, this.trust, this.state.value(r.k)) === null) continue
+        if (parsed === null) continue
+        if (DESIRED_FAMILIES.has(parsed.family)) {
+          if (parseOperatorWriter(r.w)?.name == null) continue
+          if (authorityError(r, parsed.family, parsed.id, this.trust, this.state.value(r.k)) === null) continue
+        } else if (admissionError(r, this.trust) === null) {
+          continue
+        }
         this.state.forget(r.k)
         if (persist) this.opts.store.deleteRecord(r.k)
         dropped.push(r)
-        if (parsed.family === 'key') again = true
+        if (isAuthority(r)) again = true
       }
       for (const [id, r] of [...this.pending]) {
         const v = validateRecord(this.opts.clusterId, r, this.trust, now)
         if (!v.ok && v.soft === 'pending') continue
         this.pending.delete(id)
+        const ours = this.localHeld.delete(id)
         if (v.ok && this.applyValid(r, v.value, persist)) {
           applied.push(r)
-          if (r.k.startsWith('key/')) again = true
+          if (ours) this.publish([r])
+          if (isAuthority(r)) again = true
         }
       }
       if (!again) return
@@ -188,7 +218,10 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
     if (payload.length > MAX_PAYLOAD_BYTES) throw new Error(`local write of ${k} is ${payload.length} bytes; a record holds at most ${MAX_PAYLOAD_BYTES}`)
     const r = signRecord(this.opts.clusterId, signer, k, version, payload)
     const res = this.ingest([r], 'local')
-    if (res.rejected > 0 || res.deferred > 0) throw new Error(`local write of ${k} rejected: ${res.firstError}`)
+    if (res.rejected > 0 || res.deferred > res.held) throw new Error(`local write of ${k} rejected: ${res.firstError}`)
+    // held: our own admission (or the key it rests on) has not arrived yet; it is published now
+    // for the peers that have it, and again when it applies here
+    if (res.held > 0) this.localHeld.add(pendingId(r))
     this.publish([r])
     return r
   }

@@ -6,6 +6,7 @@
  *   scale/<name>      ScaleRecord — separate from the spec so `scale` and `update` never clobber each other
  *   nodecfg/<peerId>  NodeConfig — operator-set labels and availability
  *   key/<name>        KeyRecord — an operator key: its public key, role, expiry, revocation (admin keys only)
+ *   admit/<peerId>    AdmitRecord — the node is a member (admin keys, or the admitter key of a join token)
  * Observed state (signed by the node it describes, only that node may write it):
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
@@ -16,9 +17,9 @@ import type { HostAccess } from './host-access.ts'
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'member' | 'node' | 'tasks' | 'mesh'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'member' | 'node' | 'tasks' | 'mesh'
 
-export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key'])
+export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit'])
 export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
@@ -36,6 +37,7 @@ export const key = {
   scale: (name: string) => `scale/${name}`,
   nodecfg: (id: string) => `nodecfg/${id}`,
   key: (name: string) => `key/${name}`,
+  admit: (id: string) => `admit/${id}`,
   member: (id: string) => `member/${id}`,
   node: (id: string) => `node/${id}`,
   tasks: (id: string) => `tasks/${id}`,
@@ -59,17 +61,23 @@ export interface NodeConfig {
   availability: Availability
 }
 
-export type Role = 'admin' | 'deployer' | 'viewer'
-export const ROLES: readonly Role[] = ['admin', 'deployer', 'viewer']
+/**
+ * `admitter` is the role of the key a join token carries: it can admit nodes (its holder's own
+ * node, when it joins) and nothing else, so a leaked token admits nodes until it is rotated or
+ * expires, but changes no service and no key.
+ */
+export type Role = 'admin' | 'deployer' | 'viewer' | 'admitter'
+export const ROLES: readonly Role[] = ['admin', 'deployer', 'viewer', 'admitter']
 
 /**
  * Desired-state families each role may write. Node availability (drain, pause) and labels are
  * admin-only, as in Swarm where only managers drain nodes: they move every replica of a node.
  */
 export const ROLE_FAMILIES: Record<Role, ReadonlySet<Family>> = {
-  admin: new Set(['svc', 'scale', 'nodecfg', 'key']),
+  admin: new Set(['svc', 'scale', 'nodecfg', 'key', 'admit']),
   deployer: new Set(['svc', 'scale']),
-  viewer: new Set()
+  viewer: new Set(),
+  admitter: new Set(['admit'])
 }
 
 /** Key names: short, so `op:<name>:<hex>` fits the wire's writer limit. */
@@ -88,6 +96,16 @@ export interface KeyRecord {
   role: Role
   /** ms since epoch; writes whose HLC wall time is at or after it are refused */
   expiresAt?: number
+  revoked?: boolean
+}
+
+/**
+ * A node's admission. Only admitted nodes count as members: their observed records (node info,
+ * tasks, membership, mesh) are applied, they may declare others suspect or dead, and they stay
+ * connected. `node rm` writes it again with `revoked: true`; the node must be admitted again (a
+ * newer record, from a valid join token or an admin) to come back.
+ */
+export interface AdmitRecord {
   revoked?: boolean
 }
 

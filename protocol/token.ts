@@ -11,7 +11,8 @@
  * or altered token fails its checksum and is refused with a clear message before anything starts.
  */
 import { createHash } from 'node:crypto'
-import { pack, unpack } from './codec.ts'
+import { pack, recordFromWire, recordToWire, unpack, WireError } from './codec.ts'
+import type { StateRecord } from './record.ts'
 
 export const TOKEN_PREFIX = 'p2porch1'
 /** Checksum width: detects typos and tampering; the token's secrecy is what protects the cluster. */
@@ -29,6 +30,12 @@ export interface JoinToken {
   operatorKey?: string
   /** a credential (credential.ts), only in tokens made with `join-token --with-admin-key` */
   credential?: string
+  /**
+   * What admits the joining node: the credential of an `admitter` key (it can write `admit/`
+   * records and nothing else) and that key's signed `key/` record, so the new node can check its
+   * own admission before it has synced anything. Rotated with `join-token --rotate`.
+   */
+  admission?: { credential: string, keyRecord: StateRecord }
 }
 
 export class TokenError extends Error {
@@ -43,6 +50,7 @@ export function encodeToken (t: JoinToken): string {
   const fields: Record<string, unknown> = { c: t.clusterId, k: t.networkKey, s: t.seeds, o: t.operator }
   if (t.operatorKey !== undefined) fields.x = t.operatorKey
   if (t.credential !== undefined) fields.a = t.credential
+  if (t.admission !== undefined) fields.j = [t.admission.credential, recordToWire(t.admission.keyRecord)]
   const body = Buffer.from(pack(fields)).toString('base64url')
   return `${TOKEN_PREFIX}.${body}.${checksum(body)}`
 }
@@ -67,6 +75,16 @@ export function decodeToken (text: string): JoinToken {
   const token: JoinToken = { clusterId: f.c as string, networkKey: new Uint8Array(f.k as Uint8Array), seeds: f.s as string[], operator: f.o as string }
   if (f.x !== undefined) token.operatorKey = f.x as string
   if (f.a !== undefined) token.credential = f.a as string
+  if (f.j !== undefined) {
+    const j = f.j
+    if (!Array.isArray(j) || j.length !== 2 || typeof j[0] !== 'string') throw new TokenError('join token admission is unreadable')
+    try {
+      token.admission = { credential: j[0], keyRecord: recordFromWire(j[1]) }
+    } catch (err) {
+      if (err instanceof WireError) throw new TokenError('join token admission is unreadable')
+      throw err
+    }
+  }
   return token
 }
 

@@ -29,7 +29,15 @@ export interface Trust {
   operators: ReadonlySet<string>
   /** the key record held for a name; without it no named key is trusted */
   key?: (name: string) => KeyEntry | undefined
+  /**
+   * The admission of a node id (`admit/<id>`): observed records are applied only from admitted
+   * writers. Absent: admission is not checked (pure tests of the other rules).
+   */
+  admission?: (id: string) => Admission
 }
+
+/** `unknown`: no `admit/` record held (yet); `revoked`: removed with `node rm`. */
+export type Admission = 'admitted' | 'revoked' | 'unknown'
 
 /**
  * `soft` marks a refusal that rests on the key records this node holds rather than on the record
@@ -155,6 +163,7 @@ const valueChecks: Record<Family, Check> = {
     if ((v.expiresAt !== undefined && !isInt(v.expiresAt)) || (v.revoked !== undefined && typeof v.revoked !== 'boolean')) return 'key record is invalid'
     return null
   },
+  admit: (v) => (isObj(v) && (v.revoked === undefined || typeof v.revoked === 'boolean')) ? null : 'admission record is invalid',
   nodecfg: (v) => {
     if (!isObj(v) || !['active', 'drain', 'pause'].includes(v.availability as string)) return 'node config is invalid'
     return labelsError(v.labels, 'node config labels')
@@ -218,6 +227,19 @@ export function authorityError (r: StateRecord, family: Family, id: string, trus
 }
 
 /**
+ * Observed state counts only from admitted nodes: a node with the network key but no admission
+ * cannot appear as a member, feed placement, report tasks or declare others dead. Soft, like key
+ * authority: a peer may forward a record whose admission has not reached us yet.
+ */
+export function admissionError (r: StateRecord, trust: Trust): AuthorityError | null {
+  if (trust.admission === undefined) return null
+  const a = trust.admission(r.w)
+  if (a === 'admitted') return null
+  if (a === 'revoked') return { reason: `${r.k}: node ${r.w.slice(0, 60)} was removed from the cluster`, soft: 'refused' }
+  return { reason: `${r.k}: node ${r.w.slice(0, 60)} is not admitted`, soft: 'pending' }
+}
+
+/**
  * Full validation of a record from the network. `now` bounds how far in the future an HLC
  * version may be (see MAX_CLOCK_DRIFT_MS).
  */
@@ -229,6 +251,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   const desired = DESIRED_FAMILIES.has(family)
   if (desired) {
     if (family === 'key' && (!KEY_NAME_PATTERN.test(id) || id === FOUNDER_KEY_NAME)) return { ok: false, reason: `${r.k}: invalid key name` }
+    if (family === 'admit' && !isNodeWriter(id)) return { ok: false, reason: `${r.k}: not a node id` }
     const op = parseOperatorWriter(r.w)
     if (op === null) return { ok: false, reason: `${r.k}: writer is not an operator key` }
     if (op.name === null && !trust.operators.has(r.w)) return { ok: false, reason: `${r.k}: writer is not a trusted operator key` }
@@ -248,6 +271,10 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     value = unpack(r.p)
   } catch {
     return { ok: false, reason: `${r.k}: undecodable payload` }
+  }
+  if (!desired) {
+    const denied = admissionError(r, trust)
+    if (denied !== null) return { ok: false, ...denied }
   }
   if (family === 'member') {
     if (!isObj(value) || value.status !== statusOfRank(r.t[1])) return { ok: false, reason: `${r.k}: status does not match version` }

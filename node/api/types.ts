@@ -64,7 +64,7 @@ export interface Signable {
 
 export interface KeyView {
   name: string
-  role: 'admin' | 'deployer' | 'viewer'
+  role: 'admin' | 'deployer' | 'viewer' | 'admitter'
   /** Ed25519 public key, hex */
   publicKey: string
   /** true for the cluster's founding key (no key record; always admin) */
@@ -107,6 +107,23 @@ export interface NodeView {
 export interface JoinTokenResponse {
   token: string
   command: string
+}
+
+/** POST /join-token: register a new admitter key for a token (the CLI holds its private key). */
+export interface MintJoinKeyRequest {
+  /** `join-<8 hex>` */
+  name: string
+  publicKey: string
+  ttlMs?: number
+  /** revoke every admitter key not yet revoked first: tokens made before stop admitting nodes */
+  rotate?: boolean
+}
+
+export interface MintJoinKeyResponse extends Signable {
+  /** the token without admission; the CLI adds the admitter credential and its signed key record */
+  token: string
+  /** admitter keys this rotation revokes */
+  revoked: string[]
 }
 
 export interface RemoveNodeRequest {

@@ -11,7 +11,7 @@ import type { InfoResponse, KeyView, NodeView } from '../../node/api/types.ts'
 import { decodeCredential } from '../../protocol/credential.ts'
 import { decodeToken } from '../../protocol/token.ts'
 import {
-  type Agent, apiJson, cli, freePort, kill, nodesApi, nodesJson, removeTempDirs, restartAgent, spawnAgent, startAgent,
+  type Agent, apiJson, cli, freePort, kill, metrics, nodesApi, nodesJson, sleep, removeTempDirs, restartAgent, spawnAgent, startAgent,
   startCluster, stopAll, tail, tempDir, testConfigHome, waitFor, waitForMembers
 } from '../helpers/agents.ts'
 
@@ -161,7 +161,8 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
       const ls = await waitFor(async () => {
         const r = await cli(['--data', n3.dir, 'key', 'ls', '--json'])
         const list = JSON.parse(r.stdout) as KeyView[]
-        return list.length === 4 ? list : undefined
+        // (join-token's admitter keys are listed too)
+        return list.filter((k) => k.role !== 'admitter').length === 4 ? list : undefined
       }, 5000, 'n3 to list the founder and 3 keys')
       const byName = new Map(ls.map((k) => [k.name, k]))
       assert.equal(byName.get('founder')?.role, 'admin')
@@ -205,6 +206,45 @@ describe('cluster of real agent processes', { timeout: 90_000 }, () => {
       assert.match(r.stderr, /warning: this token carries your credential/)
       const t = decodeToken(r.stdout.trim())
       assert.equal(decodeCredential(t.credential!).name, 'founder')
+    })
+  })
+
+  describe('admitted nodes', () => {
+    test('a token without a join key, or one made before `join-token --rotate`, makes no member; the new token does', async () => {
+      const bare = (await apiJson<{ token: string }>(n1.dir, '/join-token')).token
+      assert.equal(decodeToken(bare).admission, undefined, 'the control API hands out no join key')
+      const rotated = await cli(['--data', n2.dir, 'join-token', '--rotate', '--ttl', '1h'])
+      assert.equal(rotated.code, 0, rotated.stderr)
+      assert.match(rotated.stderr, /revoked \d+ earlier join key\(s\)/)
+      const [intruder, stale, fresh] = await Promise.all([
+        startAgent({ dir: join(root, 'intruder'), ip: '127.0.0.82', port, name: 'intruder', join: bare }),
+        startAgent({ dir: join(root, 'stale'), ip: '127.0.0.83', port, name: 'stale', join: token }),
+        startAgent({ dir: join(root, 'fresh'), ip: '127.0.0.84', port, name: 'fresh', join: rotated.stdout.trim() })
+      ])
+      try {
+        await waitFor(async () => (await nodesApi(n3.dir)).some((n) => n.name === 'fresh' && n.status === 'alive'), 10_000, 'fresh to be a member')
+        // past the local profile's admission grace (3 s)
+        await sleep(4_500)
+        for (const a of all()) {
+          const names = (await nodesApi(a.dir)).map((n) => n.name)
+          assert.ok(!names.includes('intruder') && !names.includes('stale'), `${a.name} lists ${names.join(', ')}`)
+        }
+        assert.match(intruder.stdout(), /not admitted/)
+        const refused = (await Promise.all(all().map(async (a) => (await metrics(a.dir)).peers_refused_total ?? 0))).reduce((x, y) => x + y, 0)
+        assert.ok(refused >= 2, `members disconnected ${refused} peers that are not admitted`)
+        // `node rm` revokes an admission: the node is refused when it comes back
+        await kill(fresh, 'SIGTERM', { wait: true })
+        const rm = await cli(['--data', n1.dir, 'node', 'rm', 'fresh'])
+        assert.equal(rm.code, 0, rm.stderr)
+        assert.match(rm.stderr, /join-token --rotate/)
+        await waitFor(async () => !(await nodesApi(n3.dir)).some((n) => n.name === 'fresh'), 5_000, 'fresh to be gone from n3')
+        const back = await startAgent({ dir: join(root, 'fresh'), ip: '127.0.0.84', port, name: 'fresh' })
+        await sleep(4_500)
+        for (const a of all()) assert.ok(!(await nodesApi(a.dir)).some((n) => n.name === 'fresh'), `${a.name} lists the removed node again`)
+        await kill(back, 'SIGKILL', { wait: true })
+      } finally {
+        for (const a of [intruder, stale, fresh]) await kill(a, 'SIGKILL', { wait: true })
+      }
     })
   })
 

@@ -162,7 +162,7 @@ export class ServiceCluster {
     })
     registerAdmin(node)
     this.started.add(node)
-    if (this.token === '') this.token = node.joinToken()
+    if (this.token === '') this.token = node.joinToken(true)
     const sn: SvcNode = { name, node, runtime, dataDir, labels }
     this.byName.set(name, sn)
     return sn

@@ -12,6 +12,7 @@ import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
 import type { StateRecord } from '../../protocol/record.ts'
 import { operatorWriterId, signerFromRaw, signRecord, type Signer } from '../../protocol/sign.ts'
 import { topicFor } from '../../node/gossip.ts'
+import { placementNodes } from '../../node/desired.ts'
 import type { P2pNode } from '../../node/node.ts'
 import { adminSigner, converged, describeCluster, holdsFor, startNode, stopAll, TempDirs, waitFor } from '../helpers/cluster.ts'
 
@@ -80,7 +81,7 @@ describe('operator keys with roles, on every node', { timeout: 90_000 }, () => {
   before(async () => {
     for (let i = 0; i < 3; i++) {
       const dataDir = await dirs.make(`p2p-orch-keys-${i}-`)
-      nodes.push(await startNode({ dataDir, name: `k${i}`, ...(i > 0 ? { join: nodes[0].joinToken() } : {}) }))
+      nodes.push(await startNode({ dataDir, name: `k${i}`, ...(i > 0 ? { join: nodes[0].joinToken(true) } : {}) }))
     }
     admin = adminSigner(nodes[0])
     clusterId = nodes[0].identity.cluster.clusterId
@@ -270,6 +271,36 @@ describe('operator keys with roles, on every node', { timeout: 90_000 }, () => {
     for (const [what, m] of bad) {
       const rec = sign(admin, key.svc('badmount'), { spec: { ...newServiceSpec({ name: 'badmount', stack: 'sec', image: 'busybox' }), mounts: [m] }, generation: 1 })
       for (const n of nodes) assert.match(n.states.ingest([rec], 'test').firstError ?? '', /spec.mounts is invalid/, `${n.name}: ${what}`)
+    }
+  })
+
+  it('a peer with the network key but no admission: none of its records applied, a forged node never gets a slot, disconnected after the grace', async () => {
+    const dataDir = await dirs.make('p2p-orch-keys-intruder-')
+    const intruder = await startNode({ dataDir, name: 'intruder', join: nodes[0].joinToken() })
+    try {
+      // it connects (it has the network key) and publishes its node record and a task report
+      // claiming slot 0 of web, so that web's real owner would stop it
+      await waitFor(() => intruder.host.getPeers().length > 0, CONVERGE_MS, 'the intruder to connect')
+      const signer = signerFromRaw(intruder.id, intruder.identity.privateKey.raw)
+      const forged = sign(signer, key.tasks(intruder.id), { tasks: [{ service: 'web', slot: 0, container: 'x', state: 'running', health: 'none', generation: 1, error: '', startedAt: 1, history: [] }] })
+      await publishRaw(intruder, [forged])
+      for (const n of nodes) {
+        const res = n.states.ingest([forged], 'test')
+        assert.equal(res.applied.length, 0)
+        assert.match(res.firstError ?? '', /is not admitted/)
+      }
+      await holdsFor(() => nodes.every((n) => n.states.state.get(key.node(intruder.id)) === undefined && n.states.state.get(key.tasks(intruder.id)) === undefined &&
+        n.membership.status(intruder.id) === undefined && !placementNodes(n.states.state).some((p) => p.id === intruder.id)), 1_500, 'the intruder counted as a member')
+      // past the local profile's admission grace, every member has hung up on it
+      await waitFor(() => intruder.host.getPeers().length === 0 && sum(nodes, 'peers_refused_total') >= 1, 10_000, 'the members to disconnect the intruder')
+      // an admin admits it: from then on it is a member like the others
+      // (its records held aside so far apply with it)
+      const admission = sign(admin, key.admit(intruder.id), {})
+      const res = nodes[1].states.submit([admission])
+      assert.ok(res.applied.some((r) => r.k === admission.k), res.firstError)
+      await waitFor(() => nodes.every((n) => n.membership.status(intruder.id) === 'alive'), 20_000, () => `the admitted node to be alive everywhere: ${describeCluster([...nodes, intruder])}`)
+    } finally {
+      await stopAll([intruder])
     }
   })
 })

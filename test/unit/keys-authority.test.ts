@@ -41,15 +41,18 @@ describe('credentials', () => {
   })
 })
 
+/** A node id to admit (admit/ ids must be peer ids). */
+const admitted = (await makeNodeSigner()).id
+
 describe('roles', () => {
   it('grant exactly: admin everything, deployer svc/ and scale/, viewer nothing; expiry and revocation by the record\'s own time', () => {
-    const families: Family[] = ['svc', 'scale', 'nodecfg', 'key']
-    const allowed: Record<Role, Family[]> = { admin: families, deployer: ['svc', 'scale'], viewer: [] }
+    const families: Family[] = ['svc', 'scale', 'nodecfg', 'key', 'admit']
+    const allowed: Record<Role, Family[]> = { admin: families, deployer: ['svc', 'scale'], viewer: [], admitter: ['admit'] }
     const other = named('other')
     const values: Record<string, unknown> = {
-      svc: null, scale: { replicas: 1 }, nodecfg: { labels: {}, availability: 'drain' }, key: { publicKey: other.publicKeyHex, role: 'viewer' }
+      svc: null, scale: { replicas: 1 }, nodecfg: { labels: {}, availability: 'drain' }, key: { publicKey: other.publicKeyHex, role: 'viewer' }, admit: {}
     }
-    const ids: Record<string, string> = { svc: 'web', scale: 'web', nodecfg: 'node1', key: 'other' }
+    const ids: Record<string, string> = { svc: 'web', scale: 'web', nodecfg: 'node1', key: 'other', admit: admitted }
     fc.assert(fc.property(fc.constantFrom(...ROLES), fc.constantFrom(...families), fc.option(fc.integer({ min: -5, max: 5 })), fc.option(fc.integer({ min: -5, max: 5 })),
       (role, family, expiryOffset, revokeOffset) => {
         const k = named('k')
