@@ -8,6 +8,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { preSharedKey } from '@libp2p/pnet'
@@ -33,6 +34,18 @@ const MESH_DHI = 8
  * times out, and the dial fails.
  */
 const PNET_HANDSHAKE_TIMEOUT_MS = 2000
+/**
+ * Peer scoring of the cluster topic: only invalid messages count against a peer (a record that
+ * fails validation is a hard reject in gossip.ts; one this node cannot judge yet is ignored, not
+ * penalised). The penalty is weight × count²: 2 invalid messages put a peer below the gossip
+ * threshold (-10), 4 below the graylist threshold (-80), where its RPCs are dropped. The count
+ * decays by 10% a second, so a peer that stops is heard again within ~10 s. Message-delivery
+ * rates are not scored: a quiet cluster sends almost nothing, which must not look like a fault.
+ */
+const INVALID_MESSAGE_WEIGHT = -5
+const INVALID_MESSAGE_DECAY = 0.9
+export const SCORE_THRESHOLDS = { gossipThreshold: -10, publishThreshold: -50, graylistThreshold: -80 }
+
 /** Connection limits sized for a full mesh of a few hundred nodes. */
 const MAX_CONNECTIONS = 400
 /**
@@ -49,6 +62,8 @@ export interface HostOptions {
   listen: string[]
   /** peers refused after the handshake (a removed node, one sent away for want of an admission) */
   denyPeer?: (peer: string) => boolean
+  /** the cluster's gossip topic, scored (see INVALID_MESSAGE_WEIGHT) */
+  topic?: string
 }
 
 export async function createHost (opts: HostOptions): Promise<Host> {
@@ -81,7 +96,25 @@ export async function createHost (opts: HostOptions): Promise<Host> {
         // Gossipsub's IP-colocation penalty assumes strangers: past ~10 peers behind one IP it
         // stops forwarding to them. Our peers are members that passed the private-network key and
         // sign every record, and many share an IP (NAT, several agents per host, 127.0.0.1 here).
-        scoreParams: { IPColocationFactorWeight: 0 }
+        scoreParams: {
+          IPColocationFactorWeight: 0,
+          ...(opts.topic !== undefined
+            ? {
+                topics: {
+                  [opts.topic]: createTopicScoreParams({
+                    topicWeight: 1,
+                    timeInMeshWeight: 0,
+                    firstMessageDeliveriesWeight: 0,
+                    meshMessageDeliveriesWeight: 0,
+                    meshFailurePenaltyWeight: 0,
+                    invalidMessageDeliveriesWeight: INVALID_MESSAGE_WEIGHT,
+                    invalidMessageDeliveriesDecay: INVALID_MESSAGE_DECAY
+                  })
+                }
+              }
+            : {})
+        },
+        scoreThresholds: SCORE_THRESHOLDS
       })
     }
   }) as unknown as Host

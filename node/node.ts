@@ -16,7 +16,7 @@ import { decodeToken, encodeToken } from '../protocol/token.ts'
 import { ControlServer } from './control.ts'
 import { AdmissionGate, admitSelf } from './admission.ts'
 import { Dialer } from './dialer.ts'
-import { Gossip } from './gossip.ts'
+import { Gossip, topicFor } from './gossip.ts'
 import { createHost, startHost, type Host } from './host.ts'
 import { addCredential, userCredentialsPath } from './api/credentials.ts'
 import { FILES, loadApiToken, loadIdentity, type Identity } from './identity.ts'
@@ -157,7 +157,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   // admitted before anything else is written: our own records count only once we are
   const firstAdmission = admitSelf({ states, self: id, created: identity.created, admin: identity.admin, token: opts.join !== undefined ? decodeToken(opts.join) : undefined, logger })
   const gate = new AdmissionGate({ states, logger, counters, graceMs: profile.admissionGraceMs })
-  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen, denyPeer: (p) => gate.deny(p) })
+  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen, denyPeer: (p) => gate.deny(p), topic: topicFor(identity.cluster.clusterId) })
   const nodeSigner = signerFromRaw(id, identity.privateKey.raw)
   const gossip = new Gossip(host, states, logger, counters)
   const sync = new AntiEntropy(host, states, logger, counters)
