@@ -16,7 +16,6 @@ import { key, type AdmitRecord, type KeyRecord } from '../protocol/keys.ts'
 import type { StateRecord } from '../protocol/record.ts'
 import { signRecord, type Signer } from '../protocol/sign.ts'
 import type { JoinToken } from '../protocol/token.ts'
-import type { Admission } from '../protocol/validate.ts'
 import type { Host } from './host.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
@@ -28,11 +27,6 @@ export const ADMISSION_GRACE_MS = 10_000
 export const REFUSED_PEER_MS = 60_000
 /** Prefix of the admitter keys `join-token` mints (`join-<8 hex>`). */
 export const JOIN_KEY_PREFIX = 'join-'
-
-export function admissionOf (states: StateManager, id: string): Admission {
-  const a = states.state.value<AdmitRecord>(key.admit(id))
-  return a === undefined ? 'unknown' : a.revoked === true ? 'revoked' : 'admitted'
-}
 
 /** A new admitter key: its credential and its `key/` record signed by `admin` (what a token carries). */
 export function mintAdmission (clusterId: string, admin: Signer, version: [number, number], expiresAt?: number): { credential: Credential, keyRecord: StateRecord } {
@@ -64,7 +58,7 @@ export function admitSelf (o: {
     if (res.applied.length !== 1) throw new Error(`the first join key was refused: ${res.firstError}`)
     first = { credential: encodeCredential(minted.credential), keyRecord: minted.keyRecord }
   }
-  if (admissionOf(states, self) === 'admitted') return first
+  if (states.admission(self) === 'admitted') return first
   let signer: Signer | null = null
   if (o.token?.admission !== undefined) {
     // the key record first, so the admission it authorises is decided here and now
@@ -98,10 +92,10 @@ export class AdmissionGate {
 
   /** For the connection gater: a removed node, or a peer recently sent away, is refused after the handshake. */
   deny (peer: string): boolean {
-    if (admissionOf(this.o.states, peer) === 'revoked') return true
+    if (this.o.states.admission(peer) === 'revoked') return true
     const until = this.refusedUntil.get(peer)
     if (until === undefined) return false
-    if (until > this.o.now() && admissionOf(this.o.states, peer) !== 'admitted') return true
+    if (until > this.o.now() && this.o.states.admission(peer) !== 'admitted') return true
     this.refusedUntil.delete(peer)
     return false
   }
@@ -121,10 +115,10 @@ export class AdmissionGate {
 
   private readonly onConnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
-    if (admissionOf(this.o.states, peer) === 'admitted' || this.timers.has(peer)) return
+    if (this.o.states.admission(peer) === 'admitted' || this.timers.has(peer)) return
     const t = setTimeout(() => {
       this.timers.delete(peer)
-      if (admissionOf(this.o.states, peer) !== 'admitted') this.refuse(peer, 'not admitted')
+      if (this.o.states.admission(peer) !== 'admitted') this.refuse(peer, 'not admitted')
     }, this.o.graceMs)
     t.unref()
     this.timers.set(peer, t)
@@ -134,7 +128,7 @@ export class AdmissionGate {
     for (const r of recs) {
       if (!r.k.startsWith('admit/')) continue
       const peer = r.k.slice('admit/'.length)
-      if (admissionOf(this.o.states, peer) === 'revoked') this.refuse(peer, 'removed from the cluster')
+      if (this.o.states.admission(peer) === 'revoked') this.refuse(peer, 'removed from the cluster')
     }
   }
 

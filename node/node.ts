@@ -120,7 +120,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const now = opts.now ?? Date.now
   // Take the data directory's lock (the store) before writing anything in it: a second agent on
   // the same directory must not touch the identity files. A bad token fails before both.
-  if (opts.join !== undefined) decodeToken(opts.join)
+  const token = opts.join !== undefined ? decodeToken(opts.join) : undefined
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 })
   const store = opts.store ?? new LevelStore(join(opts.dataDir, FILES.db))
   await store.open()
@@ -155,7 +155,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   await states.load()
 
   // admitted before anything else is written: our own records count only once we are
-  const firstAdmission = admitSelf({ states, self: id, created: identity.created, admin: identity.admin, token: opts.join !== undefined ? decodeToken(opts.join) : undefined, logger })
+  const firstAdmission = admitSelf({ states, self: id, created: identity.created, admin: identity.admin, token, logger })
   const gate = new AdmissionGate({ states, logger, counters, graceMs: profile.admissionGraceMs })
   const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen, denyPeer: (p) => gate.deny(p), topic: topicFor(identity.cluster.clusterId) })
   const nodeSigner = signerFromRaw(id, identity.privateKey.raw)

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { globalKey, slotKey } from '../placement/placement.ts'
 import type { SlotAssignment } from '../placement/types.ts'
 import type { TaskExit, TaskReport, TaskStatus } from '../protocol/keys.ts'
-import { shardReport, taskShardKey, tasksOf } from '../protocol/tasks.ts'
+import { parseTaskId, shardReport, taskShardKey, tasksOf } from '../protocol/tasks.ts'
 import type { StateRecord } from '../protocol/record.ts'
 import type { Signer } from '../protocol/sign.ts'
 import { placement, services, type ServiceState } from './desired.ts'
@@ -145,8 +145,8 @@ export class Reconciler {
    * own report changes only because of a pass.
    */
   private readonly onChange = (recs: StateRecord[]): void => {
-    const own = `tasks/${this.o.self}`
-    if (recs.some((r) => r.k !== own && !r.k.startsWith(own + '.'))) this.schedule()
+    const own = (k: string): boolean => k.startsWith('tasks/') && parseTaskId(k.slice('tasks/'.length))?.node === this.o.self
+    if (recs.some((r) => !own(r.k))) this.schedule()
   }
 
   schedule (delayMs = RECONCILE_DEBOUNCE_MS): void {

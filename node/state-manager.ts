@@ -23,7 +23,7 @@ import { DESIRED_FAMILIES, key, parseKey, type AdmitRecord, type KeyRecord } fro
 import type { StateRecord } from '../protocol/record.ts'
 import { parseOperatorWriter, signRecord, type Signer } from '../protocol/sign.ts'
 import { ClusterState } from '../protocol/state.ts'
-import { admissionError, authorityError, validateRecord, type Trust } from '../protocol/validate.ts'
+import { admissionError, authorityError, validateRecord, type Admission, type Trust } from '../protocol/validate.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Store } from './store.ts'
@@ -76,11 +76,14 @@ export class StateManager extends EventEmitter<{ change: [StateRecord[]] }> {
         const r = this.state.get(key.key(name))
         return r === undefined ? undefined : { t: r.t, value: this.state.value<KeyRecord>(r.k) as KeyRecord }
       },
-      admission: (id) => {
-        const a = this.state.value<AdmitRecord>(key.admit(id))
-        return a === undefined ? 'unknown' : a.revoked === true ? 'revoked' : 'admitted'
-      }
+      admission: (id) => this.admission(id)
     }
+  }
+
+  /** A node's admission as the `admit/` record held here says. */
+  admission (id: string): Admission {
+    const a = this.state.value<AdmitRecord>(key.admit(id))
+    return a === undefined ? 'unknown' : a.revoked === true ? 'revoked' : 'admitted'
   }
 
   /** Records held back until their key record arrives. */

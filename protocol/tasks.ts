@@ -81,11 +81,15 @@ export function shardReport (tasks: readonly TaskStatus[], previous = 1, limit =
   const fitsIn = (n: number, l: number): boolean => group(list, n).every((g, i) => fits(shardValue(g, i, n), l))
   let n = 1
   while (n < MAX_TASK_SHARDS && !fitsIn(n, limit)) n *= 2
-  if (n < previous && previous <= MAX_TASK_SHARDS && !fitsIn(n, limit * SHRINK_FILL)) n = previous
-  return group(list, n).map((g, i) => {
-    const v = shardValue(g, i, n)
-    return fits(v, limit) ? v : shardValue(g.map(compacted), i, n)
-  })
+  // below MAX_TASK_SHARDS the loop stopped at a count that fits
+  let fitChecked = n < MAX_TASK_SHARDS
+  if (n < previous && previous <= MAX_TASK_SHARDS && !fitsIn(n, limit * SHRINK_FILL)) {
+    n = previous
+    fitChecked = false
+  }
+  const values = group(list, n).map((g, i) => shardValue(g, i, n))
+  if (fitChecked) return values
+  return values.map((v, i) => fits(v, limit) ? v : shardValue(v.tasks.map(compacted), i, n))
 }
 
 /** Every node's tasks, joined from its shards (only the ones its shard 0 counts), by node id. */
