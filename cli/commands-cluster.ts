@@ -1,10 +1,10 @@
 /**
- * Cluster commands: agent, join-token, nodes, node rm / update.
+ * Cluster commands: agent, join-token, api-token, nodes, node rm / update.
  */
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { InfoResponse, JoinTokenResponse, MintJoinKeyRequest, MintJoinKeyResponse, NodeView } from '../node/api/types.ts'
-import { clientFor, dataDirOf, type GlobalOptions } from './context.ts'
+import type { ApiTokenResponse, InfoResponse, JoinTokenResponse, MintJoinKeyRequest, MintJoinKeyResponse, NodeView } from '../node/api/types.ts'
+import { clientFor, dataDirOf, isRemote, type GlobalOptions } from './context.ts'
 import { CliUserError } from './errors.ts'
 import { age, labels, shortId, table } from './format.ts'
 
@@ -30,11 +30,12 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
     .option('--label <k=v>', 'node label for placement constraints (repeatable)', collect, [])
     .option('--profile <lan|local>', 'timing profile: lan (default) or local (short timers, for tests)', 'lan')
     .option('--no-runtime', 'do not run containers (a pure control-plane node)')
-    .option('--api-listen <host:port>', 'also serve the control API on TCP (bearer token in <data>/api.token) for `--api http://host:port`')
+    .option('--api-listen <host:port>', 'also serve the control API on TCP, over HTTPS (self-signed certificate; token in <data>/api.token) for `--api https://host:port`')
     .option('--ingress-host <addr>', 'where the routing mesh opens published ports on this node (default: all interfaces)')
     .option('--no-discovery', 'do not give containers the node network and service-name resolver')
     .option('--allow-host-path <path>', 'let services bind-mount host paths under this absolute path (repeatable; default: none)', collect, [])
     .option('--allow-privileged', 'let services deployed by admin keys run privileged, with cap_add, devices or pid: host here')
+    .option('--secrets-dir <dir>', 'tmpfs directory for replicas\' secret and config files (default /dev/shm/p2p-orch/<node id>)')
     .action(async (o) => {
       const dir = dataDirOf(g())
       if (dir === undefined) throw new CliUserError('agent needs --data DIR (or P2P_ORCH_DATA): where the node keeps its identity and state')
@@ -52,7 +53,8 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
         ingressHost: o.ingressHost,
         discovery: o.discovery as boolean,
         allowHostPaths: o.allowHostPath,
-        allowPrivileged: o.allowPrivileged === true
+        allowPrivileged: o.allowPrivileged === true,
+        ...(o.secretsDir !== undefined ? { secretsDir: resolve(o.secretsDir) } : {})
       })
     })
 
@@ -92,6 +94,20 @@ export function registerClusterCommands (program: Command, g: () => GlobalOption
       if (minted.revoked.length > 0) process.stderr.write(`revoked ${minted.revoked.length} earlier join key(s): tokens made before no longer admit nodes\n`)
       const r: JoinTokenResponse = { token, command: `p2p-orch agent --data DIR --join ${token}` }
       console.log(g().json === true ? JSON.stringify({ ...r, key: joinKey.name, revoked: minted.revoked }) : r.token)
+    })
+
+  program.command('api-token')
+    .description('print the token remote CLIs need for `--api https://…` (P2P_ORCH_API_TOKEN); on the node\'s machine only')
+    .option('--rotate', 'replace it: the current token is refused from now on')
+    .action(async (o) => {
+      // the token guards the TCP API: only who can reach the node's data directory may read or replace it
+      if (isRemote(g())) throw new CliUserError('api-token works only on the node\'s own machine, over its control socket: run it there with --data DIR')
+      const r = await clientFor(g()).call<ApiTokenResponse>(o.rotate === true ? 'POST' : 'GET', o.rotate === true ? '/api-token/rotate' : '/api-token')
+      if (g().json === true) { console.log(JSON.stringify(r)); return }
+      console.log(r.token)
+      if (r.rotated) process.stderr.write('rotated: the previous token is refused from now on\n')
+      const url = r.url.replace(/^https:\/\/(0\.0\.0\.0|\[::\]|::)(?=:\d+$)/, 'https://<this host>')
+      process.stderr.write(`connect with: P2P_ORCH_API_TOKEN=<the token above> p2p-orch --api ${url} nodes\n`)
     })
 
   program.command('nodes')

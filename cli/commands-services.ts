@@ -88,15 +88,19 @@ export function registerServiceCommands (program: Command, g: () => GlobalOption
       if (errors.length > 0) throw new CliUserError(`${compose.fileName}: ${errors.length} error(s); nothing was changed`)
       const client = clientFor(g())
       const req = { stack: compose.stack, services: compose.services, prune: o.prune === true }
+      const { ensureComposeFiles } = await import('./commands-secrets.ts')
       const plan = await client.call<DeployResponse>('POST', '/deploy', { ...req, dryRun: true })
+      const fileChanges = await ensureComposeFiles(client, g(), compose.files, true)
       if (g().json !== true) {
         console.log(`stack ${plan.stack}:`)
+        for (const l of fileChanges) console.log(l)
         printChanges(plan.changes)
       }
       if (o.dryRun === true) { if (g().json === true) console.log(JSON.stringify(plan, null, 2)); return }
-      if (plan.changes.every((c) => c.action === 'unchanged')) { if (g().json === true) console.log(JSON.stringify(plan, null, 2)); else console.log('nothing to change'); return }
+      if (plan.changes.every((c) => c.action === 'unchanged') && fileChanges.length === 0) { if (g().json === true) console.log(JSON.stringify(plan, null, 2)); else console.log('nothing to change'); return }
       if (o.yes !== true && process.stdin.isTTY === true && !(await confirm('apply these changes?'))) throw new CliUserError('cancelled; nothing was changed')
       const { write } = await import('./credentials.ts')
+      for (const l of await ensureComposeFiles(client, g(), compose.files, false)) if (g().json !== true) console.log(l)
       const done = await write<DeployResponse>(client, g(), 'POST', '/deploy', req)
       if (g().json === true) console.log(JSON.stringify(done, null, 2))
       const byName = new Map(compose.services.map((s) => [s.name, s]))

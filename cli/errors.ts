@@ -8,7 +8,7 @@ export class CliUserError extends Error {
   name = 'CliUserError'
 }
 
-const USER_ERRORS = new Set(['CliUserError', 'ApiUserError', 'NodeUnreachableError', 'UserError', 'DataDirError', 'TokenError', 'CredentialError', 'RuntimeUnavailableError'])
+const USER_ERRORS = new Set(['CliUserError', 'ApiUserError', 'NodeUnreachableError', 'CertificatePinError', 'UserError', 'DataDirError', 'TokenError', 'CredentialError', 'RuntimeUnavailableError'])
 
 export function isUserError (err: unknown): boolean {
   return err instanceof CliUserError || err instanceof ApiUserError || err instanceof NodeUnreachableError ||

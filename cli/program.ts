@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander'
 import { VERSION } from '../node/version.ts'
 import { registerClusterCommands } from './commands-cluster.ts'
 import { registerKeyCommands } from './commands-keys.ts'
+import { registerSecretCommands } from './commands-secrets.ts'
 import { registerServiceCommands } from './commands-services.ts'
 import type { GlobalOptions } from './context.ts'
 import { report } from './errors.ts'
@@ -15,7 +16,7 @@ program.name('p2p-orch')
   .description('decentralized container orchestrator: every node equal, no manager, no quorum')
   .version(VERSION)
   .option('--data <dir>', 'the local node\'s data directory (or P2P_ORCH_DATA)')
-  .option('--api <socket|url>', 'talk to the node at this control socket or URL instead')
+  .option('--api <socket|url>', 'talk to the node at this control socket, or at https://HOST:PORT (with P2P_ORCH_API_TOKEN) instead')
   .option('--json', 'machine-readable output')
   .option('--key <file>', 'sign changes with the credential in this file (or P2P_ORCH_KEY; default: the user\'s ~/.config/p2p-orch/credentials.json)')
   .showHelpAfterError('(run `p2p-orch --help` for usage)')
@@ -25,6 +26,7 @@ const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 registerClusterCommands(program, globals)
 registerServiceCommands(program, globals)
 registerKeyCommands(program, globals)
+registerSecretCommands(program, globals)
 
 try {
   await program.parseAsync(process.argv)

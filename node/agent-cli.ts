@@ -35,6 +35,7 @@ export interface AgentCliOptions {
   discovery: boolean
   allowHostPaths: string[]
   allowPrivileged: boolean
+  secretsDir?: string
 }
 
 export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
@@ -55,7 +56,7 @@ export async function runAgentFromCli (o: AgentCliOptions): Promise<void> {
       throw new UserError(`${(err as Error).message} — start Docker, or run a control-plane-only node with --no-runtime`)
     }
   }
-  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen, ingressHost: o.ingressHost, discovery: o.discovery, hostAccess }, (l) => { console.log(l) })
+  await runAgent({ dataDir: o.dataDir, listen: o.listen, join: o.join, seeds: o.seeds, name: o.name, labels: o.labels, profile, runtime, apiListen: o.apiListen, ingressHost: o.ingressHost, discovery: o.discovery, hostAccess, ...(o.secretsDir !== undefined ? { secretsDir: o.secretsDir } : {}) }, (l) => { console.log(l) })
   // Node writes its compile cache at exit, which a daemon may never reach (or reach by SIGKILL):
   // write it now that every module is loaded, so the next start skips TypeScript stripping.
   flushCompileCache?.()

@@ -1,6 +1,6 @@
 /**
- * The libp2p host: TCP, a private network (pnet) keyed by the cluster's network key, Noise,
- * Yamux, identify and gossipsub.
+ * The libp2p host: TCP, a private network (pnet) keyed by the cluster's network keys (a keyring,
+ * network-keyring.ts, so the key can be rotated), Noise, Yamux, identify and gossipsub.
  *
  * `@libp2p/gossipsub` is the ChainSafe gossipsub implementation as maintained inside js-libp2p
  * for libp2p 3 (`@chainsafe/libp2p-gossipsub@14` only works with libp2p 2).
@@ -11,11 +11,10 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
-import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { MAX_GOSSIP_BYTES } from '../protocol/codec.ts'
-import { pnetKeyFile } from '../protocol/token.ts'
+import { NetworkKeyring } from './network-keyring.ts'
 import { UserError } from './errors.ts'
 
 export type Host = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<typeof identify>> }>
@@ -58,7 +57,8 @@ const CONNECTION_PING_INTERVAL_MS = 60_000
 
 export interface HostOptions {
   privateKey: PrivateKey
-  networkKey: Uint8Array
+  /** the network key, or a keyring of several (rotation) */
+  networkKey: Uint8Array | NetworkKeyring
   listen: string[]
   /** peers refused after the handshake (a removed node, one sent away for want of an admission) */
   denyPeer?: (peer: string) => boolean
@@ -73,7 +73,7 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [tcp()],
-    connectionProtector: preSharedKey({ psk: pnetKeyFile(opts.networkKey), timeout: PNET_HANDSHAKE_TIMEOUT_MS }),
+    connectionProtector: (opts.networkKey instanceof NetworkKeyring ? opts.networkKey : new NetworkKeyring(opts.networkKey)).protector(PNET_HANDSHAKE_TIMEOUT_MS) as never,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { maxConnections: MAX_CONNECTIONS },

@@ -52,10 +52,14 @@ export const FILES = {
   operatorKey: 'operator.key',
   socket: 'control.sock',
   apiToken: 'api.token',
+  sealKey: 'seal.key',
+  /** the TCP control API's TLS key (PKCS#8 PEM, 0600) and self-signed certificate (api-access.ts) */
+  apiKey: 'api.key',
+  apiCert: 'api.crt',
   db: 'state'
 } as const
 
-async function writeFileAtomic (path: string, data: string | Uint8Array, mode: number): Promise<void> {
+export async function writeFileAtomic (path: string, data: string | Uint8Array, mode: number): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`
   await writeFile(tmp, data, { mode })
   await chmod(tmp, mode)
@@ -165,11 +169,18 @@ function tokenCredential (token: JoinToken): Credential | null {
   return null
 }
 
-/** The bearer token remote CLIs present to the TCP control API; created on first use (0600). */
-export async function loadApiToken (dir: string): Promise<string> {
-  const path = join(dir, FILES.apiToken)
-  if (existsSync(path)) return (await readFile(path, 'utf8')).trim()
-  const token = randomBytes(24).toString('base64url')
-  await writeFileAtomic(path, token + '\n', 0o600)
-  return token
+/**
+ * The node's X25519 private key (32 raw bytes, 0600) that secrets' data keys are sealed to
+ * (protocol/secrets.ts). Created on first start; a corrupt one is replaced by a new one, which only
+ * means the node is sent its secrets' keys again (its public half is in its node/ record).
+ */
+export async function loadSealKey (dir: string): Promise<Uint8Array> {
+  const path = join(dir, FILES.sealKey)
+  if (existsSync(path)) {
+    const raw = new Uint8Array(await readFile(path))
+    if (raw.length === 32) return raw
+  }
+  const raw = new Uint8Array(randomBytes(32))
+  await writeFileAtomic(path, raw, 0o600)
+  return raw
 }

@@ -19,7 +19,8 @@ import { Dialer } from './dialer.ts'
 import { Gossip, topicFor } from './gossip.ts'
 import { createHost, startHost, type Host } from './host.ts'
 import { addCredential, userCredentialsPath } from './api/credentials.ts'
-import { FILES, loadApiToken, loadIdentity, type Identity } from './identity.ts'
+import { FILES, loadSealKey, loadIdentity, type Identity } from './identity.ts'
+import { ApiAccess, registerApiTokenRoutes } from './api-access.ts'
 import { UserError } from './errors.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
@@ -34,11 +35,20 @@ import { Reconciler } from './reconciler.ts'
 import { Mesh } from './mesh/mesh.ts'
 import { registerClusterRoutes } from './routes-cluster.ts'
 import { registerServiceRoutes } from './routes-services.ts'
+import { registerSecretRoutes } from './routes-secrets.ts'
+import { SecretKeeper } from './secret-keeper.ts'
+import { SecretFiles } from './secret-files.ts'
+import { ReplicaFiles } from './replica-files.ts'
 
 import { VERSION } from './version.ts'
 export { VERSION }
 /** Published ports open on every interface unless `--ingress-host` says where (Swarm's default too). */
 const DEFAULT_INGRESS_HOST = '0.0.0.0'
+/**
+ * Where replicas' secret files go unless --secrets-dir says otherwise (one directory per node id
+ * under it): /dev/shm is a tmpfs on Linux, so the plain values never reach a disk.
+ */
+export const DEFAULT_SECRETS_ROOT = '/dev/shm/p2p-orch'
 /** Time given to gossip to carry the `left` announcement before the host shuts down. */
 const LEAVE_GRACE_MS = 300
 
@@ -68,7 +78,7 @@ export interface NodeOptions {
   now?: () => number
   /** serve the control API on <data>/control.sock (default true) */
   control?: boolean
-  /** also serve the control API on TCP host:port, with the bearer token in <data>/api.token */
+  /** also serve the control API on TCP host:port: HTTPS with a self-signed certificate, the bearer token in <data>/api.token (api-access.ts) */
   apiListen?: string
   /** where the routing mesh opens published ports (default all interfaces) */
   ingressHost?: string
@@ -76,6 +86,8 @@ export interface NodeOptions {
   discovery?: boolean
   /** host paths and privileged settings this node's operator allows specs (default: none; protocol/host-access.ts) */
   hostAccess?: HostAccess
+  /** tmpfs directory for replicas' secret and config files (default DEFAULT_SECRETS_ROOT/<node id>) */
+  secretsDir?: string
   /**
    * where an admin credential this start brings (a new cluster's founding key, one a join token
    * carried) is put: default the user's credentials file (node/api/credentials.ts); false: nowhere
@@ -103,6 +115,8 @@ export interface P2pNode {
   readonly logger: Logger
   readonly socketPath: string
   readonly mesh: Mesh
+  /** this node's secret keys: which it holds, and sealing them to the nodes that run them */
+  readonly secrets: SecretKeeper
   /** where this start put an admin credential, if it brought one */
   readonly credential: InstalledCredential | null
   /** a join token: cluster id, network key, seeds, founding operator's public key; no private key */
@@ -191,7 +205,10 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   // published only when something is allowed, so nodes without the flags keep their records as before
   const hostAccess = opts.hostAccess ?? NO_HOST_ACCESS
   if (hostAccess.paths.length > 0 || hostAccess.privileged) info.hostAccess = hostAccess
+  const secrets = new SecretKeeper({ states, self: id, clusterId: identity.cluster.clusterId, sealPrivate: await loadSealKey(opts.dataDir), signer: nodeSigner, logger, counters, now })
+  info.sealKey = secrets.sealKey
   states.write(key.node(id), info, nodeSigner)
+  secrets.start()
 
   // Repair on (re)connect: whatever we missed while apart comes over in one exchange.
   const onConnect = (evt: CustomEvent<PeerId>): void => { void sync.syncWith(evt.detail) }
@@ -236,7 +253,8 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
       hostIp: hostIpOf(opts.listen),
       containerNetwork: () => mesh.containerNetwork(),
       beforeStop: async (container, graceMs) => { await mesh.drain(container, graceMs) },
-      hostAccess
+      hostAccess,
+      files: new ReplicaFiles(states, secrets, new SecretFiles(opts.secretsDir ?? join(DEFAULT_SECRETS_ROOT, id), logger))
     })
     reconciler.start()
   }
@@ -254,6 +272,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     logger,
     socketPath: join(opts.dataDir, FILES.socket),
     mesh,
+    secrets,
     credential,
     joinToken: (withFirstAdmission = false) => encodeToken({
       clusterId: identity.cluster.clusterId,
@@ -269,12 +288,22 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const control = new ControlServer(logger)
   registerClusterRoutes(control, node)
   registerServiceRoutes(control, node, opts.runtime)
-  if (opts.control !== false) await control.listen(node.socketPath)
+  registerSecretRoutes(control, node)
+  let apiAccess: ApiAccess | null = null
   if (opts.apiListen !== undefined) {
     const m = /^(.+):(\d+)$/.exec(opts.apiListen)
     if (m === null) throw new UserError(`--api-listen must be HOST:PORT, got "${opts.apiListen}"`)
-    await control.listenTcp(m[1], Number(m[2]), await loadApiToken(opts.dataDir))
-    logger.info({ api: opts.apiListen }, `control API on http://${opts.apiListen} (token in ${join(opts.dataDir, FILES.apiToken)})`)
+    const loaded = await ApiAccess.load({ dir: opts.dataDir, url: `https://${opts.apiListen}`, subject: `p2p-orch control API ${name}`, onRotate: () => { control.dropTcpConnections() } })
+    const access = loaded.access
+    apiAccess = access
+    if (loaded.replaced) logger.warn(`${join(opts.dataDir, FILES.apiToken)} held an older version's plain-HTTP token: replaced by a new one`)
+    await control.listenTcp(m[1].replace(/^\[(.*)\]$/, '$1'), Number(m[2]), { keyPem: apiAccess.cert.keyPem, certPem: apiAccess.cert.certPem, secret: () => access.secret() })
+  }
+  registerApiTokenRoutes(control, apiAccess)
+  if (opts.control !== false) await control.listen(node.socketPath)
+  if (apiAccess !== null) {
+    // how to connect, never the token itself: it stays in the 0600 file
+    logger.info({ api: apiAccess.url, pin: apiAccess.cert.pin }, `control API on ${apiAccess.url} (HTTPS, certificate sha256 ${apiAccess.cert.pin}); remote CLIs: P2P_ORCH_API_TOKEN=<content of ${join(opts.dataDir, FILES.apiToken)}> p2p-orch --api ${apiAccess.url} … (\`p2p-orch api-token\` prints it, --rotate replaces it)`)
   }
 
   let stopped = false
@@ -283,6 +312,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     stopped = true
     await control.close()
     await reconciler?.stop()
+    secrets.stop()
     await mesh.stop()
     await membership.leave()
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))

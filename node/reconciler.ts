@@ -25,6 +25,8 @@ import type { Counters } from './metrics.ts'
 import type { Profile } from './profiles.ts'
 import { ImageNotFoundError, LABEL_NODE, LABEL_STOP_GRACE, type ContainerInfo, type Runtime } from './runtime/types.ts'
 import type { StateManager } from './state-manager.ts'
+import type { ReplicaFileSource } from './replica-files.ts'
+import { FileUnavailableError } from './secret-files.ts'
 
 /** Coalesce bursts of triggers (a scale writes one record but Docker then sends many events). */
 const RECONCILE_DEBOUNCE_MS = 15
@@ -36,6 +38,11 @@ const MAX_RESTART_BACKOFF_MS = 60_000
 const BACKOFF_RESET_AFTER_MS = 10_000
 /** A missing image is retried this often: the operator may load it without touching the service. */
 const IMAGE_RETRY_MS = 15_000
+/**
+ * A replica waiting for its secret's key (sealed to this node by a holder within moments) or for a
+ * config is tried again this soon; the share's arrival also triggers a pass at once.
+ */
+const FILE_RETRY_MS = 1_000
 /** A spec this node does not allow is looked at again this often (placement normally moves it away first). */
 const HOST_ACCESS_RETRY_MS = 15_000
 /** Exited runs remembered per slot so one exit is counted once; far more than can be listed at a time. */
@@ -83,6 +90,8 @@ export interface ReconcilerOptions {
    * node record older than this start's flags.
    */
   hostAccess?: HostAccess
+  /** the secrets and configs replicas are given as files (node/replica-files.ts); without it, specs using them fail */
+  files?: ReplicaFileSource
 }
 
 export class Reconciler {
@@ -204,6 +213,8 @@ export class Reconciler {
     const svcs = new Map(services(states.state).map((s) => [s.spec.name, s]))
     const slots = placement(states.state).slots
     const containers = await runtime.list(self)
+    // files of containers removed while we were not looking (an agent restart, a removal by hand)
+    await this.o.files?.sweep(new Set(containers.map((c) => c.name.replace(/^\//, ''))))
     const byKey = new Map<string, ContainerInfo[]>()
     for (const c of containers) {
       const k = this.keyOf(c.service, c.slot, svcs.get(c.service)?.spec.mode === 'global')
@@ -322,9 +333,20 @@ export class Reconciler {
       return this.status(svc, a.slot, undefined, m, 'rejected', m.lastError)
     }
     const name = `${svc.spec.name}.${a.slot}.${randomBytes(5).toString('hex')}`
+    const usesFiles = (svc.spec.secrets?.length ?? 0) + (svc.spec.configs?.length ?? 0) > 0
+    let files
+    try {
+      if (usesFiles && this.o.files === undefined) throw new FileUnavailableError('this node cannot give replicas secrets or configs')
+      files = usesFiles ? await this.o.files?.prepare(svc.spec, name) : undefined
+    } catch (err) {
+      if (!(err instanceof FileUnavailableError)) throw err
+      m.lastError = err.message
+      m.nextAttemptAt = Date.now() + FILE_RETRY_MS
+      return this.status(svc, a.slot, undefined, m, 'pending', m.lastError)
+    }
     try {
       const net = this.o.containerNetwork?.()
-      const id = await this.o.runtime.run({ spec: svc.spec, slot: a.slot, node: this.o.self, generation: svc.generation, name, hostIp: this.o.hostIp, ...(net !== undefined ? { network: net.network, dns: net.dns } : {}) })
+      const id = await this.o.runtime.run({ spec: svc.spec, slot: a.slot, node: this.o.self, generation: svc.generation, name, hostIp: this.o.hostIp, ...(net !== undefined ? { network: net.network, dns: net.dns } : {}), ...(files !== undefined && files.length > 0 ? { files } : {}) })
       this.o.counters.inc('tasks_created_total')
       m.lastError = ''
       m.rejected = false
@@ -333,6 +355,7 @@ export class Reconciler {
       const state = svc.spec.healthcheck === undefined ? 'running' : 'starting'
       return { ...this.status(svc, a.slot, undefined, m, state), container: id, startedAt: Date.now() }
     } catch (err) {
+      if (usesFiles) await this.o.files?.release(name)
       const rejected = err instanceof ImageNotFoundError || (err as Error).name === 'ImageNotFoundError'
       m.rejected = rejected
       m.lastError = (err as Error).message
@@ -383,6 +406,8 @@ export class Reconciler {
           await this.o.runtime.stop(c.id, grace)
         }
         await this.o.runtime.remove(c.id)
+        // a secret's file must not outlive its replica
+        await this.o.files?.release(c.name.replace(/^\//, ''))
         this.o.counters.inc('tasks_removed_total')
       } catch (err) {
         this.o.logger.warn({ container: c.id, error: (err as Error).message }, 'cannot remove container')

@@ -82,6 +82,14 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
       const err = specError(spec)
       if (err !== null) throw new UserError(`service ${String((spec as ServiceSpec)?.name)}: ${err}`)
       if (spec.stack !== req.stack) throw new UserError(`service ${spec.name} says stack ${spec.stack}, the request says ${req.stack}`)
+      // a dry run comes before the CLI creates the stack's secrets and configs
+      if (req.dryRun !== true) for (const [kind, refs] of [['secret', spec.secrets], ['config', spec.configs]] as const) {
+        for (const f of refs ?? []) {
+          if (node.states.state.value(kind === 'secret' ? key.secret(f.source) : key.config(f.source)) == null) {
+            throw new UserError(`service ${spec.name} uses ${kind} "${f.source}", which does not exist: create it with \`p2p-orch ${kind} create ${f.source} FILE\``)
+          }
+        }
+      }
       if (names.has(spec.name)) throw new UserError(`service ${spec.name} appears twice`)
       names.add(spec.name)
       const prev = serviceRecord(node, spec.name)

@@ -7,20 +7,24 @@
  *   nodecfg/<peerId>  NodeConfig — operator-set labels and availability
  *   key/<name>        KeyRecord — an operator key: its public key, role, expiry, revocation (admin keys only)
  *   admit/<peerId>    AdmitRecord — the node is a member (admin keys, or the admitter key of a join token)
+ *   secret/<name>     SecretRecord | null — a secret's value, encrypted under its data key (secrets.ts)
+ *   config/<name>     ConfigRecord | null — a config's value
  * Observed state (signed by the node it describes, only that node may write it):
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
  *   tasks/<peerId>    TaskReport — the replicas the node runs (LWW by HLC); more shards as tasks/<peerId>.<i> (tasks.ts)
  *   mesh/<peerId>     MeshReport — the routing mesh's published ports on that node, and any it cannot open
+ *   share/<peerId>.<secret>  ShareRecord | null — a secret's data key sealed to that node; written by
+ *                     any admitted node that holds the key (secrets.ts), withdrawn when no longer needed
  */
 import type { HostAccess } from './host-access.ts'
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'member' | 'node' | 'tasks' | 'mesh'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'secret' | 'config' | 'member' | 'node' | 'tasks' | 'mesh' | 'share'
 
-export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit'])
-export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh'])
+export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config'])
+export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh', 'share'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
   const slash = key.indexOf('/')
@@ -41,7 +45,10 @@ export const key = {
   member: (id: string) => `member/${id}`,
   node: (id: string) => `node/${id}`,
   tasks: (id: string) => `tasks/${id}`,
-  mesh: (id: string) => `mesh/${id}`
+  mesh: (id: string) => `mesh/${id}`,
+  secret: (name: string) => `secret/${name}`,
+  config: (name: string) => `config/${name}`,
+  share: (node: string, secret: string) => `share/${node}.${secret}`
 }
 
 export interface ServiceRecord {
@@ -74,8 +81,8 @@ export const ROLES: readonly Role[] = ['admin', 'deployer', 'viewer', 'admitter'
  * admin-only, as in Swarm where only managers drain nodes: they move every replica of a node.
  */
 export const ROLE_FAMILIES: Record<Role, ReadonlySet<Family>> = {
-  admin: new Set(['svc', 'scale', 'nodecfg', 'key', 'admit']),
-  deployer: new Set(['svc', 'scale']),
+  admin: new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config']),
+  deployer: new Set(['svc', 'scale', 'secret', 'config']),
   viewer: new Set(),
   admitter: new Set(['admit'])
 }
@@ -129,6 +136,8 @@ export interface NodeInfo {
   joinedAt: number
   /** what its operator lets specs reach on this host (--allow-host-path, --allow-privileged); absent = nothing */
   hostAccess?: HostAccess
+  /** X25519 public key (hex) secrets' data keys are sealed to (protocol/secrets.ts); absent: the node takes no secrets */
+  sealKey?: string
 }
 
 export type TaskState = 'pending' | 'starting' | 'running' | 'failed' | 'stopping' | 'complete' | 'rejected'

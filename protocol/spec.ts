@@ -5,6 +5,8 @@
  * no class instances, no undefined-vs-missing ambiguity that would change a signature.
  */
 
+import type { FileRef } from './secrets.ts'
+
 /** A published port: `published` opens on every node (routing mesh), `target` is in the container. */
 export interface PortSpec {
   target: number
@@ -108,6 +110,10 @@ export interface ServiceSpec {
   devices?: DeviceSpec[]
   /** 'host': share the host's PID namespace */
   pid?: 'host'
+  /** secrets mounted as files (Compose `secrets:`), on tmpfs, only where a replica runs */
+  secrets?: FileRef[]
+  /** configs mounted read-only as files (Compose `configs:`) */
+  configs?: FileRef[]
   user?: string
   workingDir?: string
   stopSignal?: string

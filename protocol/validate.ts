@@ -14,6 +14,9 @@ import { isNodeWriter, parseOperatorWriter, verifyRecord } from './sign.ts'
 import { MAX_TASK_SHARDS, parseTaskId } from './tasks.ts'
 import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
 import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
+import {
+  DATA_KEY_BYTES, MAX_FILE_REFS, MAX_SECRET_BYTES, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
+} from './secrets.ts'
 
 /** The `key/<name>` record a node holds: its version (the moment it was written) and value. */
 export interface KeyEntry {
@@ -119,6 +122,25 @@ function devicesOk (v: unknown): boolean {
     v.every((d) => isObj(d) && isContainerPath(d.source) && isContainerPath(d.target) && typeof d.permissions === 'string' && /^[rwm]{1,3}$/.test(d.permissions)))
 }
 
+const isBytes = (v: unknown, min: number, max: number): v is Uint8Array => v instanceof Uint8Array && v.length >= min && v.length <= max
+
+/** Largest uid/gid: Linux's 32-bit ids, less the reserved (uid_t)-1. */
+const MAX_ID = 2 ** 32 - 2
+
+/** A secret or config a service mounts: a plain name, an absolute target, a uid/gid and permission bits. */
+function fileRefsOk (v: unknown): boolean {
+  if (v === undefined) return true
+  if (!Array.isArray(v) || v.length > MAX_FILE_REFS) return false
+  const targets = new Set<string>()
+  for (const f of v) {
+    if (!isObj(f) || !isStr(f.source, 64) || !SECRET_NAME_PATTERN.test(f.source) || !isContainerPath(f.target) || !isStr(f.target, 1024)) return false
+    if (!isInt(f.uid) || f.uid > MAX_ID || !isInt(f.gid) || f.gid > MAX_ID || !isInt(f.mode) || f.mode > 0o7777) return false
+    if (targets.has(f.target as string)) return false
+    targets.add(f.target as string)
+  }
+  return true
+}
+
 export function specError (s: unknown): string | null {
   if (!isObj(s)) return 'spec is not a map'
   if (!isStr(s.name) || !SERVICE_NAME_PATTERN.test(s.name)) return 'spec.name is invalid'
@@ -138,6 +160,8 @@ export function specError (s: unknown): string | null {
   if (!capsOk(s.capAdd) || !capsOk(s.capDrop)) return 'spec capabilities are invalid'
   if (!devicesOk(s.devices)) return 'spec.devices is invalid'
   if (s.pid !== undefined && s.pid !== 'host') return 'spec.pid is invalid'
+  if (!fileRefsOk(s.secrets)) return 'spec.secrets is invalid'
+  if (!fileRefsOk(s.configs)) return 'spec.configs is invalid'
   if (s.mode !== 'replicated' && s.mode !== 'global') return 'spec.mode is invalid'
   if (!isInt(s.replicas) || s.replicas > MAX_REPLICAS) return 'spec.replicas is invalid'
   if (!isObj(s.limits) || !isObj(s.reservations)) return 'spec resources are invalid'
@@ -163,6 +187,23 @@ const valueChecks: Record<Family, Check> = {
     if ((v.expiresAt !== undefined && !isInt(v.expiresAt)) || (v.revoked !== undefined && typeof v.revoked !== 'boolean')) return 'key record is invalid'
     return null
   },
+  secret: (v) => {
+    if (v === null) return null
+    if (!isObj(v) || !isStr(v.id, 32) || !SECRET_ID_PATTERN.test(v.id) || !isBytes(v.nonce, NONCE_BYTES, NONCE_BYTES) ||
+      !isBytes(v.data, TAG_BYTES, MAX_SECRET_BYTES + TAG_BYTES) || !isInt(v.size) || v.size !== v.data.length - TAG_BYTES) return 'secret record is invalid'
+    return null
+  },
+  config: (v) => {
+    if (v === null) return null
+    return (isObj(v) && isStr(v.id, 32) && SECRET_ID_PATTERN.test(v.id) && isBytes(v.data, 0, MAX_SECRET_BYTES)) ? null : 'config record is invalid'
+  },
+  share: (v) => {
+    if (v === null) return null
+    if (!isObj(v) || !isStr(v.id, 32) || !SECRET_ID_PATTERN.test(v.id) || !isStr(v.to, 64) || !/^[0-9a-f]{64}$/.test(v.to) ||
+      !isBytes(v.eph, X25519_KEY_BYTES, X25519_KEY_BYTES) || !isBytes(v.nonce, NONCE_BYTES, NONCE_BYTES) ||
+      !isBytes(v.box, DATA_KEY_BYTES + TAG_BYTES, DATA_KEY_BYTES + TAG_BYTES)) return 'secret share is invalid'
+    return null
+  },
   admit: (v) => (isObj(v) && (v.revoked === undefined || typeof v.revoked === 'boolean')) ? null : 'admission record is invalid',
   nodecfg: (v) => {
     if (!isObj(v) || !['active', 'drain', 'pause'].includes(v.availability as string)) return 'node config is invalid'
@@ -172,6 +213,7 @@ const valueChecks: Record<Family, Check> = {
   node: (v) => {
     if (!isObj(v) || !isStr(v.name, 128) || !strList(v.addrs, MAX_ADDRS) || !isNum(v.cpus) || !isNum(v.memoryBytes) ||
       !isStr(v.version, 64) || !isInt(v.startedAt) || !isInt(v.joinedAt)) return 'node info is invalid'
+    if (v.sealKey !== undefined && !(isStr(v.sealKey, 64) && /^[0-9a-f]{64}$/.test(v.sealKey))) return 'node seal key is invalid'
     if (v.hostAccess !== undefined && !(isObj(v.hostAccess) && typeof v.hostAccess.privileged === 'boolean' &&
       Array.isArray(v.hostAccess.paths) && v.hostAccess.paths.length <= MAX_ALLOWED_HOST_PATHS &&
       v.hostAccess.paths.every((p) => typeof p === 'string' && normaliseHostPath(p) === p))) return 'node host access is invalid'
@@ -252,6 +294,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   if (desired) {
     if (family === 'key' && (!KEY_NAME_PATTERN.test(id) || id === FOUNDER_KEY_NAME)) return { ok: false, reason: `${r.k}: invalid key name` }
     if (family === 'admit' && !isNodeWriter(id)) return { ok: false, reason: `${r.k}: not a node id` }
+    if ((family === 'secret' || family === 'config') && !SECRET_NAME_PATTERN.test(id)) return { ok: false, reason: `${r.k}: invalid ${family} name` }
     const op = parseOperatorWriter(r.w)
     if (op === null) return { ok: false, reason: `${r.k}: writer is not an operator key` }
     if (op.name === null && !trust.operators.has(r.w)) return { ok: false, reason: `${r.k}: writer is not a trusted operator key` }
@@ -260,6 +303,11 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     if (status === undefined) return { ok: false, reason: `${r.k}: bad status rank` }
     if (isSelfOnlyStatus(status) ? r.w !== id : !isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: ${r.w.slice(0, 60)} may not declare ${status}` }
     if (!isSelfOnlyStatus(status) && r.t[0] > MAX_RUMOUR_INCARNATION) return { ok: false, reason: `${r.k}: incarnation out of range` }
+  } else if (family === 'share') {
+    // a share is written by whichever admitted node holds the data key, for another node
+    const parsed = parseShareId(id)
+    if (parsed === null || !isNodeWriter(parsed.node)) return { ok: false, reason: `${r.k}: not <node id>.<secret name>` }
+    if (!isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: only a node may write it` }
   } else if (r.w !== (family === 'tasks' ? parseTaskId(id)?.node : id)) {
     return { ok: false, reason: `${r.k}: only node ${id.slice(0, 60)} may write it` }
   }

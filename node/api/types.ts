@@ -229,3 +229,56 @@ export interface InspectResponse {
   /** where the asked node's routing mesh sends this service's connections */
   routes: RouteView[]
 }
+
+/** GET /api-token, POST /api-token/rotate (control socket only): how remote CLIs reach this node. */
+export interface ApiTokenResponse {
+  /** the content of api.token: give it to remote CLIs as P2P_ORCH_API_TOKEN */
+  token: string
+  /** https://HOST:PORT as --api-listen gave it */
+  url: string
+  /** SHA-256 of the node's API certificate (hex), also inside the token */
+  pin: string
+  /** true when this call replaced the token (the previous one is refused from now on) */
+  rotated: boolean
+}
+
+// ---- secrets and configs -------------------------------------------------------------------
+
+/** POST /secrets: a secret the CLI encrypted under a data key it made (protocol/secrets.ts); bytes base64. */
+export interface CreateSecretRequest {
+  name: string
+  id: string
+  nonce: string
+  data: string
+  size: number
+}
+
+/** POST /secrets/:name/key: the data key of the secret just created, for this node to hold (base64). */
+export interface SecretKeyRequest {
+  id: string
+  key: string
+}
+
+/** POST /configs: a config's value (base64). */
+export interface CreateConfigRequest {
+  name: string
+  data: string
+}
+
+export interface FileCreateResponse extends Signable {
+  name: string
+  /** the version id of what is written (secrets: the request's) */
+  id: string
+}
+
+/** `secret ls` / `config ls`: names and who uses them, never values. */
+export interface FileView {
+  name: string
+  size: number
+  /** ms since epoch */
+  createdAt: number
+  /** services that mount it */
+  services: string[]
+  /** secrets: how many nodes hold its key now */
+  holders?: number
+}

@@ -453,7 +453,7 @@ export function createOptions(req: CreateRequest): Docker.ContainerCreateOptions
 
   const hostConfig: Docker.HostConfig = {
     RestartPolicy: { Name: 'no' },
-    Mounts: spec.mounts.map(mountSettings),
+    Mounts: [...spec.mounts.map(mountSettings), ...(req.files ?? []).map((f) => ({ Type: 'bind' as const, Source: f.source, Target: f.target, ReadOnly: true }))],
     PortBindings: bindings
   }
   if (req.network !== undefined) hostConfig.NetworkMode = req.network

@@ -16,6 +16,7 @@
  * stop() is immediate whatever the grace period, with exit code 137 (what Docker reports for a
  * PID 1 that ignores SIGTERM and is killed). Events are delivered after a microtask, in order.
  */
+import { existsSync } from 'node:fs'
 import type { ServiceSpec } from '../../protocol/spec.ts'
 import { splitStatements } from '../../protocol/compose/shell.ts'
 import {
@@ -29,6 +30,7 @@ import {
   type ContainerInfo,
   type ContainerState,
   type CreateRequest,
+  type FileMount,
   type NetworkInfo,
   type NetworkRequest,
   type Resources,
@@ -92,6 +94,8 @@ interface MemContainer {
   labels: Record<string, string>
   spec: ServiceSpec
   bindings: PortBinding[]
+  /** host files mounted read-only (secrets, configs) */
+  files: FileMount[]
   state: ContainerState
   health: ContainerHealth
   healthPinned: boolean
@@ -144,6 +148,11 @@ export class MemoryEngine {
   }
 
   /** Every container on the engine, whatever its labels (for assertions). */
+  /** The host files a container has mounted (tests read its secrets through them). */
+  filesOf(ref: string): FileMount[] {
+    return [...(this.find(ref)?.files ?? [])]
+  }
+
   all(): ContainerInfo[] {
     return [...this.containers.values()].map(toInfo)
   }
@@ -204,6 +213,9 @@ export class MemoryEngine {
         throw new Error(`bind mount source must be an absolute path, got "${m.source}" (target ${m.target})`)
       }
     }
+    for (const f of req.files ?? []) {
+      if (!existsSync(f.source)) throw new Error(`invalid mount config for type "bind": bind source path does not exist: ${f.source}`)
+    }
     if (this.find(req.name)?.name === req.name) {
       throw new Error(`container name "${req.name}" is already in use on this engine`)
     }
@@ -217,6 +229,7 @@ export class MemoryEngine {
       bindings: spec.ports
         .filter(p => p.published !== undefined && p.mode === 'host') // ingress ports belong to the mesh
         .map(p => ({ ip: hostIp, port: p.published as number, protocol: p.protocol })),
+      files: [...(req.files ?? [])],
       state: 'created',
       health: 'none',
       healthPinned: false,
@@ -235,6 +248,8 @@ export class MemoryEngine {
 
   start(c: MemContainer): void {
     if (c.state === 'running') return
+    const missing = c.files.find((f) => !existsSync(f.source))
+    if (missing !== undefined) throw new Error(`container ${c.id} did not start: bind source path does not exist: ${missing.source}`)
     const conflict = this.portConflict(c)
     if (conflict) {
       throw new Error(

@@ -49,6 +49,14 @@ export interface CreateRequest {
   network?: string
   /** DNS servers for the container: the node's service-name resolver on its network's gateway */
   dns?: string[]
+  /** host files bind-mounted read-only into the container: its secrets and configs (node/secret-files.ts) */
+  files?: FileMount[]
+}
+
+/** A host file given to a container, read-only, at `target`. */
+export interface FileMount {
+  source: string
+  target: string
 }
 
 /** The node's own bridge network, where its containers live and its resolver and service addresses listen. */

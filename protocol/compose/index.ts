@@ -37,8 +37,10 @@ import type { ComposeInput, ComposeIssue, Ctx, Obj, Path } from './types.ts'
 import { describe, err, get, isRecord, pathOrPaths } from './types.ts'
 import { str } from './values.ts'
 import { declareVolumes } from './volumes.ts'
+import { declareFiles } from './files.ts'
+import type { FileSource } from './types.ts'
 
-export type { ComposeInput, ComposeIssue } from './types.ts'
+export type { ComposeInput, ComposeIssue, FileSource } from './types.ts'
 export { MAX_ALIAS_EXPANSIONS, MAX_COMPOSE_BYTES } from './load.ts'
 export { parseEnvFile } from './envfile.ts'
 export type { EnvFileParse } from './envfile.ts'
@@ -58,6 +60,11 @@ export interface ComposeResult {
    * errors (or skipped when not required).
    */
   envFilesNeeded: string[]
+  /**
+   * The secrets and configs the services use, with where the CLI reads each value (none for an
+   * external one), so it can create those that do not exist before it deploys.
+   */
+  files: FileSource[]
 }
 
 /** Translates one Compose file. Never throws. */
@@ -73,7 +80,7 @@ export function translateCompose (input: ComposeInput): ComposeResult {
       stack = ''
     }
     const message = e instanceof Error ? e.message : String(e)
-    return { stack, services: [], issues: [{ severity: 'error', path: '', message: `cannot translate: ${message}` }], envFilesNeeded: [] }
+    return { stack, services: [], issues: [{ severity: 'error', path: '', message: `cannot translate: ${message}` }], envFilesNeeded: [], files: [] }
   }
 }
 
@@ -159,7 +166,7 @@ function sameVariables (a: Record<string, string>, b: Record<string, string>): b
 /** Stages 1–3: load, interpolate, check against the schema. */
 function prepare (text: string, variables: Record<string, string>): Prepared {
   if (lastPrepared !== undefined && lastPrepared.text === text && sameVariables(lastPrepared.variables, variables)) return lastPrepared.prepared
-  const ctx: Ctx = { issues: [], positions: new Map(), variables, envFiles: {}, envFilesNeeded: [], stack: '', fileName: '', volumes: new Map(), unsetWarned: new Set() }
+  const ctx: Ctx = { issues: [], positions: new Map(), variables, envFiles: {}, envFilesNeeded: [], stack: '', fileName: '', volumes: new Map(), files: { secret: new Map(), config: new Map() }, unsetWarned: new Set() }
   const done = (root?: Obj): Prepared => {
     const prepared: Prepared = root === undefined ? { issues: ctx.issues, positions: ctx.positions } : { issues: ctx.issues, positions: ctx.positions, root }
     lastPrepared = { text, variables: { ...variables }, prepared }
@@ -195,9 +202,14 @@ function translate (input: ComposeInput): ComposeResult {
     stack: '',
     fileName: typeof input.fileName === 'string' ? input.fileName : '',
     volumes: new Map(),
+    files: { secret: new Map(), config: new Map() },
     unsetWarned: new Set()
   }
-  const result = (services: ServiceSpec[]): ComposeResult => ({ stack: ctx.stack, services, issues: ctx.issues, envFilesNeeded: ctx.envFilesNeeded })
+  const result = (services: ServiceSpec[]): ComposeResult => {
+    const used = new Set(services.flatMap((s) => [...(s.secrets ?? []).map((f) => `secret/${f.source}`), ...(s.configs ?? []).map((f) => `config/${f.source}`)]))
+    const files = [...ctx.files.secret.values(), ...ctx.files.config.values()].filter((f) => used.has(`${f.kind}/${f.name}`))
+    return { stack: ctx.stack, services, issues: ctx.issues, envFilesNeeded: ctx.envFilesNeeded, files }
+  }
   const optionName = typeof input.stackName === 'string' && input.stackName !== '' ? input.stackName : undefined
   if (optionName !== undefined) ctx.stack = explicitStackName(ctx, optionName, [], ' (from --name)')
   const fileStack = (): string => {
@@ -225,6 +237,8 @@ function translate (input: ComposeInput): ComposeResult {
     ctx.stack = name !== undefined && name !== '' ? explicitStackName(ctx, name, ['name'], '') : fileStack()
   }
   declareVolumes(ctx, get(root, 'volumes'), ['volumes'])
+  declareFiles(ctx, get(root, 'secrets'), ['secrets'], 'secret')
+  declareFiles(ctx, get(root, 'configs'), ['configs'], 'config')
   const services = get(root, 'services')
   const names = isRecord(services) ? Object.keys(services).filter((k) => !k.startsWith('x-')) : []
   if (!isRecord(services) || names.length === 0) {

@@ -6,6 +6,7 @@ import { deploy, healthcheck, restartShorthand } from './deploy.ts'
 import { parseEnvFile } from './envfile.ts'
 import { lookupVar } from './interpolate.ts'
 import { hostSettings } from './host.ts'
+import { fileRefs } from './files.ts'
 import { exposedPorts, ports } from './ports.ts'
 import { ENV_FILE, SERVICE, checkKeys } from './support.ts'
 import type { Ctx, Obj, Path } from './types.ts'
@@ -193,6 +194,10 @@ export function translateService (ctx: Ctx, name: string, raw: unknown): Service
   if (health !== undefined) spec.healthcheck = health
   spec.mounts = mountList
   hostSettings(ctx, svc, path, spec)
+  const secrets = fileRefs(ctx, get(svc, 'secrets'), [...path, 'secrets'], 'secret')
+  if (secrets !== undefined) spec.secrets = secrets
+  const configs = fileRefs(ctx, get(svc, 'configs'), [...path, 'configs'], 'config')
+  if (configs !== undefined) spec.configs = configs
   if (user !== undefined) spec.user = user
   if (workingDir !== undefined) spec.workingDir = workingDir
   if (stopSignal !== undefined) spec.stopSignal = stopSignal

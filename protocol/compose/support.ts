@@ -35,8 +35,8 @@ export const TOP: KeyTable = {
     volumes: yes('local named volumes, `<stack>_<name>` unless `name:` or `external`'),
     version: ignored('obsolete in the Compose specification'),
     networks: ignored('every node gives its replicas one network; services reach each other by name'),
-    secrets: ignored('declarations only; services that use secrets are refused'),
-    configs: ignored('declarations only; services that use configs are refused'),
+    secrets: yes('`file`, `environment` or `external`; created as cluster secrets `<stack>_<name>` unless `name:` or external'),
+    configs: yes('`file`, `content`, `environment` or `external`; as secrets, `<stack>_<name>`'),
     models: ignored('declarations only; services that use models are refused'),
     include: refused('the included files would be left out of the stack')
   }
@@ -117,8 +117,8 @@ export const SERVICE: KeyTable = {
     userns_mode: refused('the user namespace setting would be dropped'),
     cgroup: refused('the cgroup namespace setting would be dropped'),
     cgroup_parent: refused('the cgroup placement would be dropped'),
-    secrets: refused('the secrets would be missing in the container'),
-    configs: refused('the configs would be missing in the container'),
+    secrets: yes('mounted on tmpfs at /run/secrets/NAME (or target), only where a replica runs'),
+    configs: yes('mounted read-only at /NAME (or target)'),
     volumes_from: refused('the shared volumes would be missing'),
     extends: refused('the extended configuration would be left out'),
     profiles: refused('services in profiles would start unconditionally'),
@@ -297,6 +297,54 @@ export const VOLUME_EXTERNAL: KeyTable = {
   keys: { name: yes('deprecated; the engine name') }
 }
 
+export const SECRET: KeyTable = {
+  where: 'secrets.*',
+  schema: '/definitions/secret',
+  keys: {
+    name: yes('the cluster secret\'s name, used as is'),
+    file: yes('read by the CLI, relative to the Compose file; created if the secret does not exist'),
+    environment: yes('the value of this variable in the CLI\'s environment'),
+    external: yes('created beforehand with `p2p-orch secret create`; `external: {name: N}` (deprecated) names it'),
+    labels: ignored('secret labels are not kept'),
+    driver: refused('only the built-in encrypted store holds secrets'),
+    driver_opts: refused('only the built-in encrypted store holds secrets'),
+    template_driver: refused('secrets are not templated')
+  }
+}
+
+export const CONFIG: KeyTable = {
+  where: 'configs.*',
+  schema: '/definitions/config',
+  keys: {
+    name: yes('the cluster config\'s name, used as is'),
+    file: yes('as secrets'),
+    content: yes('the config\'s text, inline'),
+    environment: yes('as secrets'),
+    external: yes('created beforehand with `p2p-orch config create`'),
+    labels: ignored('config labels are not kept'),
+    template_driver: refused('configs are not templated')
+  }
+}
+
+/** Not in TABLES: the schema leaves this mapping open, so checkKeys' unknown-key error is what guards it. */
+export const FILE_EXTERNAL: KeyTable = {
+  where: 'secrets.*.external, configs.*.external',
+  schema: '/definitions/secret/properties/external',
+  keys: { name: yes('deprecated; the cluster name') }
+}
+
+export const FILE_REF: KeyTable = {
+  where: 'services.*.secrets[], services.*.configs[] (long syntax)',
+  schema: '/definitions/service_config_or_secret/items/oneOf/1',
+  keys: {
+    source: yes(),
+    target: yes('a file name under /run/secrets, or an absolute path'),
+    uid: yes(),
+    gid: yes(),
+    mode: yes('octal, e.g. 0400')
+  }
+}
+
 export const ENV_FILE: KeyTable = {
   where: 'services.*.env_file[]',
   schema: '/definitions/env_file/oneOf/1/items/oneOf/1',
@@ -320,7 +368,8 @@ export const DEVICE: KeyTable = {
 /** Every table, in the matrix's order. */
 export const TABLES: readonly KeyTable[] = [
   TOP, SERVICE, DEPLOY, RESOURCES, LIMITS, RESERVATIONS, RESTART_POLICY, PLACEMENT, HEALTHCHECK,
-  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE, DEVICE
+  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE, DEVICE,
+  SECRET, CONFIG, FILE_REF
 ]
 
 /**

@@ -44,7 +44,23 @@ export interface Ctx {
   fileName: string
   /** declared volume name → volume name on the engine */
   volumes: Map<string, string>
+  /** declared secret / config → what the cluster calls it and where its value comes from (files.ts) */
+  files: { secret: Map<string, FileSource>, config: Map<string, FileSource> }
   unsetWarned: Set<string>
+}
+
+/** A top-level secret or config: its cluster name, and where the CLI gets its value (none when external). */
+export interface FileSource {
+  kind: 'secret' | 'config'
+  /** the name in the cluster (`<stack>_<key>` unless `name:` or external) */
+  name: string
+  /** absolute path of the file holding the value */
+  file?: string
+  /** variable holding the value */
+  environment?: string
+  /** inline value (configs only) */
+  content?: string
+  external: boolean
 }
 
 export function isRecord (v: unknown): v is Obj {

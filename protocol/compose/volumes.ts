@@ -1,6 +1,6 @@
 /** Volumes: the top-level declarations, service mounts (short and long syntax) and `tmpfs:`. */
 import type { MountSpec } from '../spec.ts'
-import { MOUNT, MOUNT_BIND, MOUNT_TMPFS, MOUNT_VOLUME, VOLUME, VOLUME_EXTERNAL, checkKeys } from './support.ts'
+import { MOUNT, MOUNT_BIND, MOUNT_TMPFS, MOUNT_VOLUME, VOLUME, VOLUME_EXTERNAL, checkKeys, type KeyTable } from './support.ts'
 import type { Ctx, Obj, Path } from './types.ts'
 import { describe, err, get, isRecord, listItems, pathOrPaths, report } from './types.ts'
 import { bool, str } from './values.ts'
@@ -30,19 +30,22 @@ function joinPath (dir: string, rel: string): string {
   return joined.startsWith('..') ? joined : `./${joined}`
 }
 
-function bindSource (ctx: Ctx, src: string, path: Path): string | undefined {
+/** A host path from the file (a bind source, a secret's `file:`), made absolute against the Compose file's directory. */
+export function hostPathOf (ctx: Ctx, src: string, path: Path, what = 'bind source'): string | undefined {
   if (src.startsWith('~')) {
-    err(ctx, path, `home-relative bind source ${describe(src)} is not supported: use an absolute path`)
+    err(ctx, path, `home-relative ${what} ${describe(src)} is not supported: use an absolute path`)
     return undefined
   }
   if (src.startsWith('/')) return src
   const resolved = joinPath(dirOf(ctx.fileName), src)
   if (!resolved.startsWith('/')) {
-    err(ctx, path, `relative bind source ${describe(src)} cannot be resolved: the compose file path ${describe(ctx.fileName)} is not absolute`)
+    err(ctx, path, `relative ${what} ${describe(src)} cannot be resolved: the compose file path ${describe(ctx.fileName)} is not absolute`)
     return undefined
   }
   return resolved
 }
+
+const bindSource = (ctx: Ctx, src: string, path: Path): string | undefined => hostPathOf(ctx, src, path)
 
 function namedVolume (ctx: Ctx, name: string, path: Path): string | undefined {
   const engineName = ctx.volumes.get(name)
@@ -151,6 +154,18 @@ export function tmpfsMounts (ctx: Ctx, v: unknown, path: Path, into: MountSpec[]
   }
 }
 
+/** `external: true`, or the deprecated `external: {name: N}` (of a volume, secret or config). */
+export function externalOf (ctx: Ctx, decl: Obj, p: Path, table: KeyTable): { external: boolean, name?: string } {
+  const ext = get(decl, 'external')
+  if (isRecord(ext)) {
+    checkKeys(ctx, ext, [...p, 'external'], table)
+    const n = get(ext, 'name')
+    const name = n === undefined ? undefined : str(ctx, n, [...p, 'external', 'name'])
+    return name === undefined ? { external: true } : { external: true, name }
+  }
+  return { external: ext !== undefined && (bool(ctx, ext, [...p, 'external']) ?? false) }
+}
+
 export function declareVolumes (ctx: Ctx, v: unknown, path: Path): void {
   if (!isRecord(v)) return
   for (const key of Object.keys(v)) {
@@ -166,15 +181,7 @@ export function declareVolumes (ctx: Ctx, v: unknown, path: Path): void {
       checkKeys(ctx, decl, p, VOLUME)
       const driver = get(decl, 'driver')
       if (driver !== undefined && driver !== 'local') err(ctx, [...p, 'driver'], `not supported yet: only the local driver, got ${describe(driver)}`)
-      let external = false
-      let externalName: string | undefined
-      const ext = get(decl, 'external')
-      if (isRecord(ext)) {
-        external = true
-        checkKeys(ctx, ext, [...p, 'external'], VOLUME_EXTERNAL)
-        const n = get(ext, 'name')
-        if (n !== undefined) externalName = str(ctx, n, [...p, 'external', 'name'])
-      } else if (ext !== undefined) external = bool(ctx, ext, [...p, 'external']) ?? false
+      const { external, name: externalName } = externalOf(ctx, decl, p, VOLUME_EXTERNAL)
       const nameRaw = get(decl, 'name')
       const name = nameRaw === undefined ? undefined : str(ctx, nameRaw, [...p, 'name'])
       if (name !== undefined && !VOLUME_NAME_RE.test(name)) err(ctx, [...p, 'name'], `invalid volume name ${describe(name)}`)

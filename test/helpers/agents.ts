@@ -497,6 +497,8 @@ export interface ClusterOptions {
   readyTimeoutMs?: number
   /** run containers on the local Docker engine (default: control-plane-only agents) */
   runtime?: boolean
+  /** further `agent` arguments for agent i (0-based) */
+  extraArgs?: (i: number) => string[]
 }
 
 /** The IP of the i-th agent (0-based) of a cluster: 127.0.0.<firstOctet + i>. */
@@ -514,7 +516,7 @@ export function ipFor (i: number, firstOctet = 2): string {
 export async function startCluster (o: ClusterOptions): Promise<{ agents: Agent[], token: string }> {
   const prefix = o.namePrefix ?? 'n'
   const port = o.port ?? await freePort(Array.from({ length: o.size }, (_, i) => ipFor(i, o.firstOctet)))
-  const base = (i: number): AgentOptions => ({ dir: join(o.root, `${prefix}${i + 1}`), ip: ipFor(i, o.firstOctet), port, name: `${prefix}${i + 1}`, profile: o.profile, env: o.env, readyTimeoutMs: o.readyTimeoutMs, runtime: o.runtime })
+  const base = (i: number): AgentOptions => ({ dir: join(o.root, `${prefix}${i + 1}`), ip: ipFor(i, o.firstOctet), port, name: `${prefix}${i + 1}`, profile: o.profile, env: o.env, readyTimeoutMs: o.readyTimeoutMs, runtime: o.runtime, ...(o.extraArgs !== undefined ? { extraArgs: o.extraArgs(i) } : {}) })
   const first = await startAgent(base(0))
   const t = await cli(['--data', first.dir, 'join-token'])
   if (t.code !== 0) throw new Error(`join-token failed: ${t.stderr.trim()}`)

@@ -70,8 +70,9 @@ export async function holdsFor (cond: () => boolean, ms: number, describe: strin
 export class TempDirs {
   private readonly dirs: string[] = []
 
-  async make (prefix = 'p2p-orch-test-'): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), prefix))
+  /** A fresh directory under `base` (default the system's temp dir; '/dev/shm' for a tmpfs one). */
+  async make (prefix = 'p2p-orch-test-', base = tmpdir()): Promise<string> {
+    const dir = await mkdtemp(join(base, prefix))
     this.dirs.push(dir)
     return dir
   }
@@ -101,6 +102,11 @@ const admins = new Map<string, Signer>()
 export function registerAdmin (n: P2pNode): P2pNode {
   if (n.identity.admin !== null) admins.set(n.identity.cluster.clusterId, credentialSigner(n.identity.admin))
   return n
+}
+
+/** The node's own key (what it signs its observed records with): for tests that play a misbehaving node. */
+export function signerOfNode (n: P2pNode): Signer {
+  return signerFromRaw(n.id, n.identity.privateKey.raw)
 }
 
 /** The founding admin key of `n`'s cluster: what a user's CLI signs with. */

@@ -95,6 +95,8 @@ export interface StartSvcNodeOptions {
   join?: boolean
   /** where the node's routing mesh opens published ports (default all interfaces) */
   ingressHost?: string
+  /** where replicas' secret files go (default a fresh tmpfs directory under /dev/shm) */
+  secretsDir?: string
 }
 
 /**
@@ -157,6 +159,7 @@ export class ServiceCluster {
       name,
       labels,
       runtime,
+      secretsDir: o.secretsDir ?? await this.dirs.make(`p2p-orch-secrets-${name}-`, '/dev/shm'),
       ...(join !== undefined ? { join } : {}),
       ...(o.ingressHost !== undefined ? { ingressHost: o.ingressHost } : {})
     })

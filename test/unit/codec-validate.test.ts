@@ -447,7 +447,7 @@ describe('validateRecord', () => {
     const writer = fc.constantFrom<W>('trusted', 'untrusted', 'A', 'B', 'C')
     const wall = fc.constantFrom(0, NOW - 1, NOW, NOW + MAX_CLOCK_DRIFT_MS, NOW + MAX_CLOCK_DRIFT_MS + 1, NOW + 100 * MAX_CLOCK_DRIFT_MS)
     const status = fc.constantFrom<MemberStatus>('alive', 'suspect', 'dead', 'left')
-    const family = fc.constantFrom<Family>('svc', 'scale', 'nodecfg', 'key', 'admit', 'member', 'node', 'tasks', 'mesh')
+    const family = fc.constantFrom<Family>('svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'member', 'node', 'tasks', 'mesh', 'share')
     fc.assert(fc.property(family, writer, subject, wall, fc.nat(3), status, (fam, w, subj, t0, inc, st) => {
       const signer = signers[w]
       const id = signers[subj].id
@@ -461,6 +461,12 @@ describe('validateRecord', () => {
         case 'nodecfg': r = sign(signer, key.nodecfg(id), [t0, 0], { labels: {}, availability: 'pause' }); expected = w === 'trusted' && inTime; break
         case 'key': r = sign(signer, key.key('alice'), [t0, 0], { publicKey: 'ab'.repeat(32), role: 'viewer' }); expected = w === 'trusted' && inTime; break
         case 'admit': r = sign(signer, key.admit(id), [t0, 0], {}); expected = w === 'trusted' && inTime; break
+        case 'secret': r = sign(signer, key.secret('db'), [t0, 0], { id: 'ab'.repeat(16), nonce: new Uint8Array(12), data: new Uint8Array(20), size: 4 }); expected = w === 'trusted' && inTime; break
+        case 'config': r = sign(signer, key.config('app.conf'), [t0, 0], { id: 'ab'.repeat(16), data: new Uint8Array(4) }); expected = w === 'trusted' && inTime; break
+        case 'share':
+          r = sign(signer, key.share(id, 'db'), [t0, 0], { id: 'ab'.repeat(16), to: 'cd'.repeat(32), eph: new Uint8Array(32), nonce: new Uint8Array(12), box: new Uint8Array(48) })
+          expected = isNode && inTime
+          break
         case 'node': r = sign(signer, key.node(id), [t0, 0], nodeInfo('x')); expected = w === subj && inTime; break
         case 'tasks': r = sign(signer, key.tasks(id), [t0, 0], { tasks: [task] }); expected = w === subj && inTime; break
         case 'mesh': r = sign(signer, key.mesh(id), [t0, 0], { ports: [{ service: 'web', port: 8080, protocol: 'tcp', error: '' }] }); expected = w === subj && inTime; break

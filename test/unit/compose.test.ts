@@ -644,8 +644,8 @@ describe('unsupported and unknown keys', () => {
   })
 
   test('behaviour-changing keys are errors', () => {
-    const r = run(web('    network_mode: host', '    ipc: host', '    secrets: [s]', '    configs: [c]', '    security_opt: [no-new-privileges]'))
-    const keys = ['network_mode', 'ipc', 'secrets', 'configs', 'security_opt']
+    const r = run(web('    network_mode: host', '    ipc: host', '    security_opt: [no-new-privileges]'))
+    const keys = ['network_mode', 'ipc', 'security_opt']
     keys.forEach((k, i) => expectError(r, `services.web.${k}`, 4 + i, 5, /^not supported yet: /))
   })
 

@@ -45,14 +45,14 @@ describe('credentials', () => {
 const admitted = (await makeNodeSigner()).id
 
 describe('roles', () => {
-  it('grant exactly: admin everything, deployer svc/ and scale/, viewer nothing; expiry and revocation by the record\'s own time', () => {
-    const families: Family[] = ['svc', 'scale', 'nodecfg', 'key', 'admit']
-    const allowed: Record<Role, Family[]> = { admin: families, deployer: ['svc', 'scale'], viewer: [], admitter: ['admit'] }
+  it('grant exactly: admin everything, deployer svc/, scale/, secret/ and config/, viewer nothing; expiry and revocation by the record\'s own time', () => {
+    const families: Family[] = ['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config']
+    const allowed: Record<Role, Family[]> = { admin: families, deployer: ['svc', 'scale', 'secret', 'config'], viewer: [], admitter: ['admit'] }
     const other = named('other')
     const values: Record<string, unknown> = {
-      svc: null, scale: { replicas: 1 }, nodecfg: { labels: {}, availability: 'drain' }, key: { publicKey: other.publicKeyHex, role: 'viewer' }, admit: {}
+      svc: null, scale: { replicas: 1 }, nodecfg: { labels: {}, availability: 'drain' }, key: { publicKey: other.publicKeyHex, role: 'viewer' }, admit: {}, secret: null, config: null
     }
-    const ids: Record<string, string> = { svc: 'web', scale: 'web', nodecfg: 'node1', key: 'other', admit: admitted }
+    const ids: Record<string, string> = { svc: 'web', scale: 'web', nodecfg: 'node1', key: 'other', admit: admitted, secret: 'db_pw', config: 'app.conf' }
     fc.assert(fc.property(fc.constantFrom(...ROLES), fc.constantFrom(...families), fc.option(fc.integer({ min: -5, max: 5 })), fc.option(fc.integer({ min: -5, max: 5 })),
       (role, family, expiryOffset, revokeOffset) => {
         const k = named('k')
