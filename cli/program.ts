@@ -7,6 +7,7 @@ import { VERSION } from '../node/version.ts'
 import { registerClusterCommands } from './commands-cluster.ts'
 import { registerKeyCommands } from './commands-keys.ts'
 import { registerSecretCommands } from './commands-secrets.ts'
+import { registerNetworkKeyCommands } from './commands-network-keys.ts'
 import { registerServiceCommands } from './commands-services.ts'
 import type { GlobalOptions } from './context.ts'
 import { report } from './errors.ts'
@@ -27,6 +28,7 @@ registerClusterCommands(program, globals)
 registerServiceCommands(program, globals)
 registerKeyCommands(program, globals)
 registerSecretCommands(program, globals)
+registerNetworkKeyCommands(program, globals)
 
 try {
   await program.parseAsync(process.argv)

@@ -17,13 +17,12 @@ import type { AbortOptions, MessageStream, MultiaddrConnection } from '@libp2p/i
 import { AbstractMultiaddrConnection, byteStream, type SendResult } from '@libp2p/utils'
 // the XSalsa20 implementation @libp2p/pnet itself uses (WebAssembly, no install script)
 import xsalsa20 from 'xsalsa20'
+import { MAX_NETWORK_KEYS } from '../protocol/validate.ts'
 
 /** pnet's nonce length (XSalsa20's 24 bytes). */
 const NONCE_BYTES = 24
 /** What every connection's first bytes from the dialler are: the varint length 19, then the multistream-select protocol id. */
 const FIRST_BYTES = new Uint8Array(Buffer.from('\x13/multistream/1.0.0\n', 'latin1'))
-/** At most this many keys at once: the current one and the next, with room for an overlap. */
-export const MAX_NETWORK_KEYS = 4
 
 type Xor = ReturnType<typeof xsalsa20>
 
@@ -119,6 +118,12 @@ export class NetworkKeyring {
     key.fill(0)
     for (const box of [...this.open]) if (box.keyId === id) box.abort(new Error(`network key ${id} was removed`))
     return true
+  }
+
+  /** The key of the open connection from or to `remoteAddr` (each TCP connection has its own), if it is one of ours. */
+  keyOfConnection (remoteAddr: string): string | undefined {
+    for (const b of this.open) if (b.remoteAddr.toString() === remoteAddr) return b.keyId
+    return undefined
   }
 
   /** How many open connections use each key (for `network-key ls` and tests). */

@@ -36,6 +36,9 @@ import { Mesh } from './mesh/mesh.ts'
 import { registerClusterRoutes } from './routes-cluster.ts'
 import { registerServiceRoutes } from './routes-services.ts'
 import { registerSecretRoutes } from './routes-secrets.ts'
+import { registerNetworkKeyRoutes } from './routes-network-keys.ts'
+import { loadKeyring, NetworkKeys } from './network-keys.ts'
+import type { NetworkKeyring } from './network-keyring.ts'
 import { SecretKeeper } from './secret-keeper.ts'
 import { SecretFiles } from './secret-files.ts'
 import { ReplicaFiles } from './replica-files.ts'
@@ -117,6 +120,9 @@ export interface P2pNode {
   readonly mesh: Mesh
   /** this node's secret keys: which it holds, and sealing them to the nodes that run them */
   readonly secrets: SecretKeeper
+  /** the network keys this node accepts and the one it dials with (rotation: network-keys.ts) */
+  readonly keyring: NetworkKeyring
+  readonly networkKeys: NetworkKeys
   /** where this start put an admin credential, if it brought one */
   readonly credential: InstalledCredential | null
   /** a join token: cluster id, network key, seeds, founding operator's public key; no private key */
@@ -171,7 +177,14 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   // admitted before anything else is written: our own records count only once we are
   const firstAdmission = admitSelf({ states, self: id, created: identity.created, admin: identity.admin, token, logger })
   const gate = new AdmissionGate({ states, logger, counters, graceMs: profile.admissionGraceMs })
-  const host = await createHost({ privateKey: identity.privateKey, networkKey: identity.cluster.networkKey, listen: opts.listen, denyPeer: (p) => gate.deny(p), topic: topicFor(identity.cluster.clusterId) })
+  let keyring
+  try {
+    keyring = await loadKeyring(opts.dataDir, identity.cluster.networkKey)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  const host = await createHost({ privateKey: identity.privateKey, networkKey: keyring, listen: opts.listen, denyPeer: (p) => gate.deny(p), topic: topicFor(identity.cluster.clusterId) })
   const nodeSigner = signerFromRaw(id, identity.privateKey.raw)
   const gossip = new Gossip(host, states, logger, counters)
   const sync = new AntiEntropy(host, states, logger, counters)
@@ -205,10 +218,15 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   // published only when something is allowed, so nodes without the flags keep their records as before
   const hostAccess = opts.hostAccess ?? NO_HOST_ACCESS
   if (hostAccess.paths.length > 0 || hostAccess.privileged) info.hostAccess = hostAccess
-  const secrets = new SecretKeeper({ states, self: id, clusterId: identity.cluster.clusterId, sealPrivate: await loadSealKey(opts.dataDir), signer: nodeSigner, logger, counters, now })
+  const sealPrivate = await loadSealKey(opts.dataDir)
+  const secrets = new SecretKeeper({ states, self: id, clusterId: identity.cluster.clusterId, sealPrivate, signer: nodeSigner, logger, counters, now })
   info.sealKey = secrets.sealKey
-  states.write(key.node(id), info, nodeSigner)
+  // the node record says which network keys this node accepts (rotation waits for every node)
+  const publishInfo = (): void => { states.write(key.node(id), { ...info, netKeys: keyring.ids() }, nodeSigner) }
+  publishInfo()
   secrets.start()
+  const networkKeys = new NetworkKeys({ dataDir: opts.dataDir, host, states, self: id, clusterId: identity.cluster.clusterId, keyring, sealPrivate, signer: nodeSigner, logger, counters, publish: publishInfo, now })
+  networkKeys.start()
 
   // Repair on (re)connect: whatever we missed while apart comes over in one exchange.
   const onConnect = (evt: CustomEvent<PeerId>): void => { void sync.syncWith(evt.detail) }
@@ -273,10 +291,13 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     socketPath: join(opts.dataDir, FILES.socket),
     mesh,
     secrets,
+    keyring,
+    networkKeys,
     credential,
     joinToken: (withFirstAdmission = false) => encodeToken({
       clusterId: identity.cluster.clusterId,
-      networkKey: identity.cluster.networkKey,
+      // the key nodes dial with now: a token made after a rotation carries the new one
+      networkKey: keyring.primary,
       seeds: [...new Set([...ownAddrs, ...identity.cluster.seeds])],
       operator: identity.cluster.operator,
       // the start that created the cluster holds its first admitter key (printed once)
@@ -289,6 +310,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   registerClusterRoutes(control, node)
   registerServiceRoutes(control, node, opts.runtime)
   registerSecretRoutes(control, node)
+  registerNetworkKeyRoutes(control, node, keyring, networkKeys)
   let apiAccess: ApiAccess | null = null
   if (opts.apiListen !== undefined) {
     const m = /^(.+):(\d+)$/.exec(opts.apiListen)
@@ -313,6 +335,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     await control.close()
     await reconciler?.stop()
     secrets.stop()
+    await networkKeys.stop()
     await mesh.stop()
     await membership.leave()
     await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))

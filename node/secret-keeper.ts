@@ -135,6 +135,8 @@ export function plan (state: ClusterState, self: string, held: (name: string, re
   for (const [id, share] of state.family<ShareRecord | null>('share')) {
     const p = parseShareId(id)
     if (share === null || p === null || p.node !== self) continue
+    // a share may arrive before its secret: only a removed (null) or re-created one makes it stale
+    if (!secrets.has(p.name)) continue
     const rec = secrets.get(p.name)
     if ((rec == null || rec.id !== share.id) && !out.withdraw.includes(p.name)) out.withdraw.push(p.name)
   }

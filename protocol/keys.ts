@@ -9,6 +9,8 @@
  *   admit/<peerId>    AdmitRecord — the node is a member (admin keys, or the admitter key of a join token)
  *   secret/<name>     SecretRecord | null — a secret's value, encrypted under its data key (secrets.ts)
  *   config/<name>     ConfigRecord | null — a config's value
+ *   netkey/<keyId>    NetKeyRecord — a private-network key being rotated in (install) or out (remove); admin only
+ *   netkey/primary    NetKeyPrimary — the network key every node dials with
  * Observed state (signed by the node it describes, only that node may write it):
  *   member/<peerId>   MemberRecord, versioned [incarnation, rank] (any member may declare suspect/dead)
  *   node/<peerId>     NodeInfo — name, addresses, resources (LWW by HLC)
@@ -21,9 +23,9 @@ import type { HostAccess } from './host-access.ts'
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'secret' | 'config' | 'member' | 'node' | 'tasks' | 'mesh' | 'share'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'secret' | 'config' | 'netkey' | 'member' | 'node' | 'tasks' | 'mesh' | 'share'
 
-export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config'])
+export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'netkey'])
 export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh', 'share'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
@@ -48,7 +50,26 @@ export const key = {
   mesh: (id: string) => `mesh/${id}`,
   secret: (name: string) => `secret/${name}`,
   config: (name: string) => `config/${name}`,
-  share: (node: string, secret: string) => `share/${node}.${secret}`
+  share: (node: string, secret: string) => `share/${node}.${secret}`,
+  netkey: (id: string) => `netkey/${id}`
+}
+
+/** `netkey/primary`: the id of the network key every node dials with. */
+export const NETKEY_PRIMARY = 'primary'
+
+/**
+ * A network key (libp2p pnet) named by its SHA-256: `install` — every node accepts it (the key
+ * itself reaches each node sealed to it, as a secret's data key: protocol/secrets.ts); `remove` —
+ * no node accepts it any more.
+ */
+export interface NetKeyRecord {
+  /** SHA-256 of the key, hex (its id is the first 16 digits) */
+  fingerprint: string
+  stage: 'install' | 'remove'
+}
+
+export interface NetKeyPrimary {
+  keyId: string
 }
 
 export interface ServiceRecord {
@@ -81,7 +102,7 @@ export const ROLES: readonly Role[] = ['admin', 'deployer', 'viewer', 'admitter'
  * admin-only, as in Swarm where only managers drain nodes: they move every replica of a node.
  */
 export const ROLE_FAMILIES: Record<Role, ReadonlySet<Family>> = {
-  admin: new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config']),
+  admin: new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'netkey']),
   deployer: new Set(['svc', 'scale', 'secret', 'config']),
   viewer: new Set(),
   admitter: new Set(['admit'])
@@ -138,6 +159,8 @@ export interface NodeInfo {
   hostAccess?: HostAccess
   /** X25519 public key (hex) secrets' data keys are sealed to (protocol/secrets.ts); absent: the node takes no secrets */
   sealKey?: string
+  /** ids of the network keys it accepts, the one it dials with first (node/network-keyring.ts) */
+  netKeys?: string[]
 }
 
 export type TaskState = 'pending' | 'starting' | 'running' | 'failed' | 'stopping' | 'complete' | 'rejected'

@@ -81,6 +81,12 @@ export const DEFAULT_FILE_MODE = 0o444
 export function defaultSecretTarget (name: string): string { return `/run/secrets/${name}` }
 export function defaultConfigTarget (name: string): string { return `/${name}` }
 
+/** A network key's id: the first 16 hex digits of its SHA-256. */
+export const NETKEY_ID_PATTERN = /^[0-9a-f]{16}$/
+/** The share name a network key travels under (`share/<node>.~net-<id>`): no secret name starts with `~`. */
+export function netKeyShareName (keyId: string): string { return `~net-${keyId}` }
+const NETKEY_SHARE_PATTERN = /^~net-[0-9a-f]{16}$/
+
 /** `share/<node>.<name>`: the node id never contains a dot, the name may. */
 export function shareKeyId (node: string, name: string): string { return `${node}.${name}` }
 export function parseShareId (id: string): { node: string, name: string } | null {
@@ -88,7 +94,7 @@ export function parseShareId (id: string): { node: string, name: string } | null
   if (dot <= 0) return null
   const node = id.slice(0, dot)
   const name = id.slice(dot + 1)
-  return SECRET_NAME_PATTERN.test(name) ? { node, name } : null
+  return SECRET_NAME_PATTERN.test(name) || NETKEY_SHARE_PATTERN.test(name) ? { node, name } : null
 }
 
 const te = new TextEncoder()

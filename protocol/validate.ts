@@ -6,7 +6,7 @@
 import { unpack } from './codec.ts'
 import { isTooFarAhead } from './hlc.ts'
 import {
-  parseKey, DESIRED_FAMILIES, FOUNDER_KEY_NAME, KEY_NAME_PATTERN, ROLE_FAMILIES, ROLES, type Family, type KeyRecord
+  parseKey, DESIRED_FAMILIES, NETKEY_PRIMARY, FOUNDER_KEY_NAME, KEY_NAME_PATTERN, ROLE_FAMILIES, ROLES, type Family, type KeyRecord
 } from './keys.ts'
 import { isSelfOnlyStatus, statusOfRank } from './membership.ts'
 import type { StateRecord } from './record.ts'
@@ -15,7 +15,7 @@ import { MAX_TASK_SHARDS, parseTaskId } from './tasks.ts'
 import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
 import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
 import {
-  DATA_KEY_BYTES, MAX_FILE_REFS, MAX_SECRET_BYTES, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
+  DATA_KEY_BYTES, MAX_FILE_REFS, MAX_SECRET_BYTES, NETKEY_ID_PATTERN, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
 } from './secrets.ts'
 
 /** The `key/<name>` record a node holds: its version (the moment it was written) and value. */
@@ -60,6 +60,8 @@ export const MAX_HISTORY = 5
 /** Every published port of every service, on one node: a TCP and a UDP table of 65 535 is the hard ceiling; far fewer in practice. */
 export const MAX_MESH_PORTS_PER_NODE = 4_096
 export const MAX_STRING = 4096
+/** Network keys one node may accept at once (node/network-keyring.ts: the current one and the next, with room for an overlap). */
+export const MAX_NETWORK_KEYS = 4
 /**
  * Highest incarnation a suspect/dead rumour may carry. Without a bound, a rumour at the largest
  * safe integer could never be refuted (incarnation + 1 no longer encodes exactly). Real
@@ -197,6 +199,10 @@ const valueChecks: Record<Family, Check> = {
     if (v === null) return null
     return (isObj(v) && isStr(v.id, 32) && SECRET_ID_PATTERN.test(v.id) && isBytes(v.data, 0, MAX_SECRET_BYTES)) ? null : 'config record is invalid'
   },
+  netkey: (v) => {
+    if (isObj(v) && v.keyId !== undefined) return isStr(v.keyId, 16) && NETKEY_ID_PATTERN.test(v.keyId) ? null : 'network key choice is invalid'
+    return (isObj(v) && isStr(v.fingerprint, 64) && /^[0-9a-f]{64}$/.test(v.fingerprint) && (v.stage === 'install' || v.stage === 'remove')) ? null : 'network key record is invalid'
+  },
   share: (v) => {
     if (v === null) return null
     if (!isObj(v) || !isStr(v.id, 32) || !SECRET_ID_PATTERN.test(v.id) || !isStr(v.to, 64) || !/^[0-9a-f]{64}$/.test(v.to) ||
@@ -213,6 +219,7 @@ const valueChecks: Record<Family, Check> = {
   node: (v) => {
     if (!isObj(v) || !isStr(v.name, 128) || !strList(v.addrs, MAX_ADDRS) || !isNum(v.cpus) || !isNum(v.memoryBytes) ||
       !isStr(v.version, 64) || !isInt(v.startedAt) || !isInt(v.joinedAt)) return 'node info is invalid'
+    if (v.netKeys !== undefined && !(Array.isArray(v.netKeys) && v.netKeys.length <= MAX_NETWORK_KEYS && v.netKeys.every((k) => typeof k === 'string' && NETKEY_ID_PATTERN.test(k)))) return 'node network keys are invalid'
     if (v.sealKey !== undefined && !(isStr(v.sealKey, 64) && /^[0-9a-f]{64}$/.test(v.sealKey))) return 'node seal key is invalid'
     if (v.hostAccess !== undefined && !(isObj(v.hostAccess) && typeof v.hostAccess.privileged === 'boolean' &&
       Array.isArray(v.hostAccess.paths) && v.hostAccess.paths.length <= MAX_ALLOWED_HOST_PATHS &&
@@ -295,6 +302,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     if (family === 'key' && (!KEY_NAME_PATTERN.test(id) || id === FOUNDER_KEY_NAME)) return { ok: false, reason: `${r.k}: invalid key name` }
     if (family === 'admit' && !isNodeWriter(id)) return { ok: false, reason: `${r.k}: not a node id` }
     if ((family === 'secret' || family === 'config') && !SECRET_NAME_PATTERN.test(id)) return { ok: false, reason: `${r.k}: invalid ${family} name` }
+    if (family === 'netkey' && id !== NETKEY_PRIMARY && !NETKEY_ID_PATTERN.test(id)) return { ok: false, reason: `${r.k}: invalid network key id` }
     const op = parseOperatorWriter(r.w)
     if (op === null) return { ok: false, reason: `${r.k}: writer is not an operator key` }
     if (op.name === null && !trust.operators.has(r.w)) return { ok: false, reason: `${r.k}: writer is not a trusted operator key` }
@@ -330,6 +338,7 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
   }
   const err = valueChecks[family](value)
   if (err !== null) return { ok: false, reason: `${r.k}: ${err}` }
+  if (family === 'netkey' && (id === NETKEY_PRIMARY) !== (isObj(value) && value.keyId !== undefined)) return { ok: false, reason: `${r.k}: network key record under the wrong id` }
   if (desired) {
     const denied = authorityError(r, family, id, trust, value)
     if (denied !== null) return { ok: false, ...denied }

@@ -282,3 +282,24 @@ export interface FileView {
   /** secrets: how many nodes hold its key now */
   holders?: number
 }
+
+// ---- network keys ----------------------------------------------------------------------------
+
+/** `network-key ls`: each network key the cluster knows of, by id (never the key). */
+export interface NetworkKeyView {
+  id: string
+  state: 'in use' | 'installed' | 'removed'
+  /** names of the alive nodes that accept it */
+  installedOn: string[]
+  /** how many nodes are alive */
+  alive: number
+  /** names of the alive nodes that dial with it */
+  dialling: string[]
+  /** the asked node's open connections made with it */
+  connections: number
+}
+
+/** POST /network-keys: the SHA-256 (hex) of a new key the CLI made. */
+export interface InstallNetworkKeyRequest {
+  fingerprint: string
+}
