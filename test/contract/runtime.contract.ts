@@ -7,6 +7,9 @@
 import { after, before, describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { newServiceSpec, type ServiceSpec } from '../../protocol/spec.ts'
 import {
   LABEL_GENERATION,
@@ -352,6 +355,20 @@ export function runtimeContract(name: string, make: () => Promise<ContractSetup>
       })
       const c = await waitFor('unhealthy', () => listOne(node, id), c => c?.health === 'unhealthy')
       assert.equal(c?.state, 'running')
+    })
+
+    it('file mounts (secrets, configs): an existing host file is mounted and the container runs; a missing one is refused', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'contract-files-'))
+      try {
+        const file = join(dir, 'secret')
+        await writeFile(file, 'value', { mode: 0o400 })
+        const node = newNode('files')
+        const id = await run(node, {}, { files: [{ source: file, target: '/run/secrets/db' }] })
+        await waitState(node, id, 'running')
+        await assert.rejects(run(node, {}, { files: [{ source: join(dir, 'missing'), target: '/run/secrets/db' }] }), /does not exist|no such file/i)
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
     })
 
     it('a container removed behind the runtime\'s back disappears and reports destroy', async (t: TestContext) => {

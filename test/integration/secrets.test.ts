@@ -39,6 +39,8 @@ describe('secrets in a 5-node cluster', { timeout: 120_000 }, () => {
   const name = 'db_pw'
   const secretsDirs = new Map<string, string>()
   let id = ''
+  /** every gossip message any node received, as sent */
+  const gossiped: Uint8Array[] = []
 
   const holders = (): string[] => {
     const n0 = cluster.get('n0').node
@@ -57,6 +59,7 @@ describe('secrets in a 5-node cluster', { timeout: 120_000 }, () => {
     }
     const ids = cluster.nodes().map((n) => n.id)
     await waitFor(() => converged(cluster.nodes(), ids), 15_000, () => describeCluster(cluster.nodes()))
+    for (const n of cluster.nodes()) n.host.services.pubsub.addEventListener('message', (e) => { gossiped.push(e.detail.data) })
   })
   after(async () => { await cluster.cleanup() })
 
@@ -85,7 +88,9 @@ describe('secrets in a 5-node cluster', { timeout: 120_000 }, () => {
     }
   })
 
-  it('the plain value is in no node\'s data directory or state, and in no secrets directory but the runners\'', async () => {
+  it('the plain value is in no node\'s data directory, state or received gossip, and in no secrets directory but the runners\'', async () => {
+    assert.ok(gossiped.length > 0, 'no gossip captured')
+    for (const m of gossiped) assert.equal(Buffer.from(m).indexOf(plain), -1, 'plain secret in a gossip message')
     for (const sn of cluster.list()) {
       for (const f of await filesUnder(sn.dataDir)) assert.equal(f.data.indexOf(plain), -1, `${sn.name}: plain secret in ${f.path}`)
       for (const r of sn.node.states.state.records()) assert.equal(Buffer.from(r.p).indexOf(plain), -1, `${sn.name}: plain secret in record ${r.k}`)
