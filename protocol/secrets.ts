@@ -33,6 +33,8 @@ export const TAG_BYTES = 16
 export const X25519_KEY_BYTES = 32
 /** A secret version's id: random, so a re-created secret's old shares are recognised as stale. */
 export const SECRET_ID_PATTERN = /^[0-9a-f]{32}$/
+/** Largest uid/gid of a secret or config file: Linux's 32-bit ids, less the reserved (uid_t)-1. */
+export const MAX_FILE_OWNER_ID = 2 ** 32 - 2
 /** At most this many secrets and configs per service: a handful in practice. */
 export const MAX_FILE_REFS = 64
 
@@ -183,9 +185,4 @@ export function openShare (clusterId: string, name: string, recipient: string, s
   const info = shareInfo(clusterId, name, share.id, recipient)
   const key = open(shareKey(shared, share.eph, to, info), share.nonce, share.box, info)
   return key !== null && key.length === DATA_KEY_BYTES ? key : null
-}
-
-/** The secrets and configs a spec uses, by kind. */
-export function fileRefsOf (spec: { secrets?: FileRef[], configs?: FileRef[] }): { secrets: FileRef[], configs: FileRef[] } {
-  return { secrets: spec.secrets ?? [], configs: spec.configs ?? [] }
 }

@@ -15,7 +15,7 @@ import { MAX_TASK_SHARDS, parseTaskId } from './tasks.ts'
 import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
 import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
 import {
-  DATA_KEY_BYTES, MAX_FILE_REFS, MAX_SECRET_BYTES, NETKEY_ID_PATTERN, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
+  DATA_KEY_BYTES, MAX_FILE_OWNER_ID, MAX_FILE_REFS, MAX_SECRET_BYTES, NETKEY_ID_PATTERN, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
 } from './secrets.ts'
 
 /** The `key/<name>` record a node holds: its version (the moment it was written) and value. */
@@ -126,8 +126,6 @@ function devicesOk (v: unknown): boolean {
 
 const isBytes = (v: unknown, min: number, max: number): v is Uint8Array => v instanceof Uint8Array && v.length >= min && v.length <= max
 
-/** Largest uid/gid: Linux's 32-bit ids, less the reserved (uid_t)-1. */
-const MAX_ID = 2 ** 32 - 2
 
 /** A secret or config a service mounts: a plain name, an absolute target, a uid/gid and permission bits. */
 function fileRefsOk (v: unknown): boolean {
@@ -136,7 +134,7 @@ function fileRefsOk (v: unknown): boolean {
   const targets = new Set<string>()
   for (const f of v) {
     if (!isObj(f) || !isStr(f.source, 64) || !SECRET_NAME_PATTERN.test(f.source) || !isContainerPath(f.target) || !isStr(f.target, 1024)) return false
-    if (!isInt(f.uid) || f.uid > MAX_ID || !isInt(f.gid) || f.gid > MAX_ID || !isInt(f.mode) || f.mode > 0o7777) return false
+    if (!isInt(f.uid) || f.uid > MAX_FILE_OWNER_ID || !isInt(f.gid) || f.gid > MAX_FILE_OWNER_ID || !isInt(f.mode) || f.mode > 0o7777) return false
     if (targets.has(f.target as string)) return false
     targets.add(f.target as string)
   }

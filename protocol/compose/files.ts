@@ -5,7 +5,7 @@
  * value to create it (`file:`, `environment:`, `content:`); the translation only records that, the
  * CLI reads and creates (cli/commands-secrets.ts).
  */
-import { defaultConfigTarget, defaultSecretTarget, DEFAULT_FILE_MODE, MAX_FILE_REFS, SECRET_NAME_PATTERN, type FileRef } from '../secrets.ts'
+import { defaultConfigTarget, defaultSecretTarget, DEFAULT_FILE_MODE, MAX_FILE_OWNER_ID, MAX_FILE_REFS, SECRET_NAME_PATTERN, type FileRef } from '../secrets.ts'
 import { lookupVar } from './interpolate.ts'
 import { CONFIG, FILE_EXTERNAL, FILE_REF, SECRET, checkKeys } from './support.ts'
 import type { Ctx, FileSource, Path } from './types.ts'
@@ -15,8 +15,6 @@ import { externalOf, hostPathOf } from './volumes.ts'
 
 type Kind = 'secret' | 'config'
 
-/** Largest uid/gid (Linux's 32-bit ids less the reserved -1). */
-const MAX_ID = 2 ** 32 - 2
 
 export function declareFiles (ctx: Ctx, v: unknown, path: Path, kind: Kind): void {
   if (!isRecord(v)) return
@@ -113,7 +111,7 @@ export function fileRefs (ctx: Ctx, v: unknown, path: Path, kind: Kind): FileRef
       for (const [field, set] of [['uid', (n: number) => { uid = n }], ['gid', (n: number) => { gid = n }]] as const) {
         const raw = get(item, field)
         if (raw === undefined) continue
-        const n = int(ctx, raw, [...p, field], 0, MAX_ID)
+        const n = int(ctx, raw, [...p, field], 0, MAX_FILE_OWNER_ID)
         if (n !== undefined) set(n)
       }
       const m = get(item, 'mode')
