@@ -14,7 +14,7 @@ import { CliUserError } from './errors.ts'
 import { age, shortId, table } from './format.ts'
 import { follow, type Expectation } from './progress.ts'
 
-function printChanges (changes: ServiceChange[]): void {
+export function printChanges (changes: ServiceChange[]): void {
   for (const c of changes) {
     const head = `${c.action.padEnd(9)} ${c.service}`
     console.log(c.details.length > 0 ? `${head}: ${c.details.join('; ')}` : head)
@@ -31,11 +31,15 @@ async function confirm (question: string): Promise<boolean> {
   }
 }
 
-async function followOrDetach (client: ApiClient, g: GlobalOptions, o: { detach?: boolean }, expect: Expectation[]): Promise<void> {
+export async function followOrDetach (client: ApiClient, g: GlobalOptions, o: { detach?: boolean }, expect: Expectation[]): Promise<void> {
   if (o.detach === true || expect.length === 0) return
   const r = await follow(client, expect, g.json === true ? process.stderr : process.stderr)
-  if (!r.ok) throw new CliUserError(`not all replicas are running:\n  ${r.lines.join('\n  ')}`)
-  if (g.json !== true) console.error('all replicas running')
+  if (!r.ok) {
+    if (r.lines.every((l) => l.includes(': rollout '))) throw new CliUserError(r.lines.join('\n'))
+    throw new CliUserError(`not all replicas are running:\n  ${r.lines.join('\n  ')}`)
+  }
+  const waiting = r.lines.filter((l) => l.includes('promote'))
+  if (g.json !== true) console.error(waiting.length > 0 ? waiting.join('\n') : 'all replicas running')
 }
 
 /** Parse `web=10 api=3` (Swarm's syntax) with one clear message per mistake. */

@@ -9,6 +9,7 @@ import { registerKeyCommands } from './commands-keys.ts'
 import { registerSecretCommands } from './commands-secrets.ts'
 import { registerNetworkKeyCommands } from './commands-network-keys.ts'
 import { registerServiceCommands } from './commands-services.ts'
+import { registerRolloutCommands } from './commands-rollouts.ts'
 import type { GlobalOptions } from './context.ts'
 import { report } from './errors.ts'
 
@@ -26,6 +27,7 @@ program.name('p2p-orch')
 const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 registerClusterCommands(program, globals)
 registerServiceCommands(program, globals)
+registerRolloutCommands(program, globals)
 registerKeyCommands(program, globals)
 registerSecretCommands(program, globals)
 registerNetworkKeyCommands(program, globals)

@@ -1,11 +1,12 @@
 /**
- * Follows a deploy or scale to the end: polls the node's `ps` until every desired replica of the
- * given services runs (healthy, when it has a healthcheck) at the expected generation, or a
- * failure is clear. On a terminal it redraws one line per service; otherwise it prints a line
- * whenever the counts change.
+ * Follows a deploy, update or scale to the end: polls the node's `ps` and rollouts until every
+ * desired replica of the given services runs (healthy, when it has a healthcheck) at the expected
+ * generation and its rollout completed, or the rollout stopped (paused, rolled back: a failure), or
+ * a failure is clear. A canary that waits for promote is an end too. On a terminal it redraws one
+ * line per service; otherwise it prints a line whenever the text changes.
  */
 import type { ApiClient } from '../node/api/client.ts'
-import type { TaskView } from '../node/api/types.ts'
+import type { RolloutView, TaskView } from '../node/api/types.ts'
 
 /** Poll period: fast enough to feel live (and not to add latency), cheap for the node. */
 const POLL_MS = 50
@@ -41,18 +42,43 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
   let lastText = ''
   while (true) {
     const tasks = await client.call<TaskView[]>('GET', '/ps')
+    const rollouts = new Map((await client.call<RolloutView[]>('GET', '/rollouts')).map((r) => [r.service, r]))
     const lines: string[] = []
     const problems: string[] = []
+    const notes: string[] = []
     let allDone = true
     for (const e of expect) {
+      const r = rollouts.get(e.service)
+      const stopped = r !== undefined && (r.state === 'rolled back' || r.state === 'rollback paused' || (r.state === 'paused' && r.canary === 0) ||
+        (r.state === 'paused' && r.canary > 0 && !/^(canary|blue-green)/.test(r.reason)))
+      if (stopped) {
+        problems.push(`${e.service}: rollout ${r.state}: ${r.reason}`)
+        lines.push(`${e.service.padEnd(16)} rollout ${r.state}`)
+        continue
+      }
+      if (r !== undefined && r.state === 'rolling back') {
+        allDone = false
+        lines.push(`${e.service.padEnd(16)} ${bar(r.updated, r.total)} rolling back to generation ${r.generation}: ${r.updated}/${r.total}`)
+        continue
+      }
+      if (r !== undefined && r.state === 'paused' && r.canary > 0 && r.generation === e.generation) {
+        notes.push(`${e.service}: ${r.reason} (\`p2p-orch promote ${e.service}\` / \`p2p-orch rollback ${e.service}\`)`)
+        lines.push(`${e.service.padEnd(16)} ${bar(r.updated, r.total)} ${r.updated}/${r.total} on generation ${r.generation}, waiting for promote`)
+        continue
+      }
       const mine = tasks.filter((t) => t.service === e.service)
       const wanted = mine.filter((t) => t.desired === 'running')
       const running = wanted.filter((t) => t.state === 'running' && t.generation === e.generation).length
       const extra = mine.filter((t) => t.desired === 'shutdown').length
       const total = e.replicas < 0 ? wanted.length : e.replicas
-      const done = running === total && wanted.length === total && extra === 0
+      // a rollout is over once its last batch stayed ready for its monitor period
+      const rolling = r !== undefined && r.state !== 'completed' && r.from !== null && r.generation === e.generation
+      const done = running === total && wanted.length === total && extra === 0 && !rolling
       if (!done) allDone = false
-      lines.push(`${e.service.padEnd(16)} ${bar(running, total)} ${running}/${total} running${extra > 0 ? `, ${extra} stopping` : ''}`)
+      const batch = rolling && r.batches > 0 ? ` · batch ${r.batch}/${r.batches} ${r.state}` : ''
+      lines.push(`${e.service.padEnd(16)} ${bar(running, total)} ${running}/${total} running${extra > 0 ? `, ${extra} stopping` : ''}${batch}`)
+      // a rollout's failures end in its failure action (above), not in our patience
+      if (rolling) continue
       for (const t of wanted) {
         const k = `${t.service}/${t.slot}`
         const bad = t.state === 'failed' || t.state === 'rejected' || (t.node === '' && t.error !== '')
@@ -72,7 +98,9 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
       out.write(text + '\n')
     }
     lastText = text
-    if (allDone) return { ok: true, lines }
+    if (allDone && problems.length === 0) return { ok: true, lines: [...lines, ...notes] }
+    const stoppedRollout = problems.some((p) => p.includes(': rollout '))
+    if (stoppedRollout) return { ok: false, lines: problems }
     const settled = problems.length > 0 && Date.now() - started >= FAILURE_PATIENCE_MS / 2
     if (settled) return { ok: false, lines: problems }
     if (Date.now() - started > FOLLOW_TIMEOUT_MS) return { ok: false, lines: [`still converging after ${FOLLOW_TIMEOUT_MS / 1000}s; watch with \`p2p-orch ps\``] }

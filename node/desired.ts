@@ -5,17 +5,23 @@
  */
 import { globalKey, placeAll, slotKey } from '../placement/placement.ts'
 import type { CurrentAssignment, PlacementNode, PlacementResult, PlacementService, SlotHolder } from '../placement/types.ts'
-import { key, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
+import { key, type RolloutDecision, type ScaleRecord, type ServiceRecord } from '../protocol/keys.ts'
+import { effectiveService, type ActiveRollout } from '../placement/rollout.ts'
 import { taskReports } from '../protocol/tasks.ts'
 import type { ClusterState } from '../protocol/state.ts'
 import type { ServiceSpec } from '../protocol/spec.ts'
 import { nodeViews } from './views.ts'
 
 export interface ServiceState {
+  /** what the service runs now: the record's spec, or its previous one once the nodes rolled back (placement/rollout.ts) */
   spec: ServiceSpec
   generation: number
   /** desired replicas: the scale register, or the spec's when never scaled */
   replicas: number
+  /** the rollout to `generation`, as every node derives it */
+  rollout: ActiveRollout
+  /** the stored record, as the operator last wrote it */
+  record: ServiceRecord
 }
 
 export function services (state: ClusterState): ServiceState[] {
@@ -23,7 +29,8 @@ export function services (state: ClusterState): ServiceState[] {
   for (const [name, rec] of state.family<ServiceRecord | null>('svc')) {
     if (rec === null) continue
     const scale = state.value<ScaleRecord>(key.scale(name))
-    out.push({ spec: rec.spec, generation: rec.generation, replicas: rec.spec.mode === 'global' ? 0 : scale?.replicas ?? rec.spec.replicas })
+    const eff = effectiveService(rec, state.value<RolloutDecision>(key.rollout(name)))
+    out.push({ ...eff, replicas: rec.spec.mode === 'global' ? 0 : scale?.replicas ?? rec.spec.replicas, record: rec })
   }
   return out
 }

@@ -32,6 +32,8 @@ import { StateManager } from './state-manager.ts'
 import { LevelStore, type Store } from './store.ts'
 import { AntiEntropy } from './sync.ts'
 import { Reconciler } from './reconciler.ts'
+import { RolloutRecorder } from './rollouts.ts'
+import { registerRolloutRoutes } from './routes-rollouts.ts'
 import { Mesh } from './mesh/mesh.ts'
 import { registerClusterRoutes } from './routes-cluster.ts'
 import { registerServiceRoutes } from './routes-services.ts'
@@ -276,6 +278,8 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     })
     reconciler.start()
   }
+  const rollouts = new RolloutRecorder({ states, self: id, signer: nodeSigner, logger, counters, now })
+  rollouts.start()
 
   const ownAddrs = info.addrs
   const node: P2pNode = {
@@ -309,6 +313,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
   const control = new ControlServer(logger)
   registerClusterRoutes(control, node)
   registerServiceRoutes(control, node, opts.runtime)
+  registerRolloutRoutes(control, node)
   registerSecretRoutes(control, node)
   registerNetworkKeyRoutes(control, node, keyring, networkKeys)
   let apiAccess: ApiAccess | null = null
@@ -334,6 +339,7 @@ export async function createNode (opts: NodeOptions): Promise<P2pNode> {
     stopped = true
     await control.close()
     await reconciler?.stop()
+    rollouts.stop()
     secrets.stop()
     await networkKeys.stop()
     await mesh.stop()

@@ -20,6 +20,8 @@ import { parseTaskId, shardReport, taskShardKey, tasksOf } from '../protocol/tas
 import type { StateRecord } from '../protocol/record.ts'
 import type { Signer } from '../protocol/sign.ts'
 import { placement, services, type ServiceState } from './desired.ts'
+import { rolloutOf } from './rollout-view.ts'
+import { servingGeneration } from '../placement/rollout.ts'
 import type { Logger } from './logger.ts'
 import type { Counters } from './metrics.ts'
 import type { Profile } from './profiles.ts'
@@ -55,6 +57,17 @@ const REMOVAL_DRAIN_MS = 15_000
 /** Grace period when the spec sets none (Docker's default). */
 const DEFAULT_STOP_GRACE_MS = 10_000
 
+/** What the service's rollout lets one slot do this pass (node/rollout-view.ts). */
+interface SlotGate {
+  /** the slot may take the service's generation now */
+  allowed: boolean
+  order: 'stop-first' | 'start-first'
+  /** blue-green before promote: the old replica stays beside the new one (and keeps serving) */
+  keepOld: boolean
+}
+
+const OPEN_GATE: SlotGate = { allowed: true, order: 'start-first', keepOld: false }
+
 interface SlotMemory {
   history: TaskExit[]
   /** runs (`<container id>/<startedAt>`) whose end is already in history */
@@ -65,6 +78,8 @@ interface SlotMemory {
   nextAttemptAt: number
   lastError: string
   rejected: boolean
+  /** the generation the backoff (nextAttemptAt, consecutiveFailures) was earned by: a new generation starts afresh */
+  attemptGeneration: number
 }
 
 export interface ReconcilerOptions {
@@ -112,6 +127,8 @@ export class Reconciler {
   private stopped = false
   /** resolves when the current pass (if any) ends */
   private idle: Promise<void> = Promise.resolve()
+  /** when each container was first seen ready: what a rollout's `monitor` counts from */
+  private readonly readySince = new Map<string, number>()
 
   constructor (o: ReconcilerOptions) {
     this.o = o
@@ -126,6 +143,7 @@ export class Reconciler {
       m.history = t.history
       m.exits = t.history.map((h) => h.at)
       if (t.container !== '' && (t.state === 'failed' || t.state === 'complete')) m.seenExits.add(`${t.container}/${t.startedAt}`)
+      if (t.container !== '' && t.readySince !== undefined) this.readySince.set(t.container, t.readySince)
     }
     this.o.states.on('change', this.onChange)
     // Several agents may share one engine: only our own containers' events concern us.
@@ -187,7 +205,7 @@ export class Reconciler {
   private mem (k: string): SlotMemory {
     let m = this.memory.get(k)
     if (m === undefined) {
-      m = { history: [], seenExits: new Set(), exits: [], consecutiveFailures: 0, nextAttemptAt: 0, lastError: '', rejected: false }
+      m = { history: [], seenExits: new Set(), exits: [], consecutiveFailures: 0, nextAttemptAt: 0, lastError: '', rejected: false, attemptGeneration: -1 }
       this.memory.set(k, m)
     }
     return m
@@ -201,7 +219,7 @@ export class Reconciler {
     // only recent runs can still be listed as exited: forget the oldest
     if (m.seenExits.size > SEEN_EXITS_LIMIT) m.seenExits.delete(m.seenExits.values().next().value as string)
     const at = c.finishedAt || Date.now()
-    m.history = [{ at, exitCode: c.exitCode, reason }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
+    m.history = [{ at, exitCode: c.exitCode, reason, generation: c.generation }, ...m.history].slice(0, TASK_HISTORY_LIMIT)
     m.exits.unshift(at)
     this.o.counters.inc('task_exits_total')
   }
@@ -221,15 +239,33 @@ export class Reconciler {
       byKey.set(k, [...(byKey.get(k) ?? []), c])
     }
 
+    const known = new Set(containers.map((c) => c.id))
+    for (const id of this.readySince.keys()) if (!known.has(id)) this.readySince.delete(id)
+
+    // each service's rollout decides which of our slots may take its generation now
+    const now = Date.now()
+    let wakeAt = Infinity
+    const gates = new Map<string, (slot: number) => SlotGate>()
+    for (const svc of svcs.values()) {
+      const plan = rolloutOf(states.state, svc, now)
+      if (plan?.wakeAt != null) wakeAt = Math.min(wakeAt, plan.wakeAt)
+      const serving = servingGeneration(svc, svc.replicas)
+      const keepOld = serving !== null && serving !== svc.generation
+      gates.set(svc.spec.name, (slot) => ({ allowed: plan === null || plan.allowed.has(slot), order: svc.rollout.policy.order, keepOld }))
+    }
+
     const work: Array<Promise<TaskStatus>> = []
+    const kept: TaskStatus[] = []
     for (const [k, a] of slots) {
       if (a.node !== self) continue
       const svc = svcs.get(a.service)
       if (svc === undefined) continue
-      work.push(this.ensureSlot(k, a, svc, byKey.get(k) ?? []))
+      const gate = svc.spec.mode === 'global' ? { ...OPEN_GATE, order: svc.rollout.policy.order } : (gates.get(a.service)?.(a.slot) ?? OPEN_GATE)
+      work.push(this.ensureSlot(k, a, svc, byKey.get(k) ?? [], gate, kept))
       byKey.delete(k)
     }
     const tasks = await Promise.all(work)
+    tasks.push(...kept)
     const handovers = [...byKey].flatMap(([k, cs]) => this.yieldSlot(k, cs, svcs, slots))
     tasks.push(...handovers)
     const reported = new Set(tasks.map((t) => t.container))
@@ -243,15 +279,22 @@ export class Reconciler {
     const live = new Set([...[...slots].filter(([, a]) => a.node === self).map(([k]) => k), ...containers.map((c) => this.keyOf(c.service, c.slot, svcs.get(c.service)?.spec.mode === 'global'))])
     for (const k of this.memory.keys()) if (!live.has(k)) this.memory.delete(k)
 
-    let nextRetry = Infinity
+    let nextRetry = wakeAt
     for (const m of this.memory.values()) if (m.nextAttemptAt > Date.now()) nextRetry = Math.min(nextRetry, m.nextAttemptAt)
     clearTimeout(this.retry)
-    if (nextRetry < Infinity && !this.stopped) this.retry = setTimeout(() => { this.schedule() }, nextRetry - Date.now() + 5)
+    if (nextRetry < Infinity && !this.stopped) this.retry = setTimeout(() => { this.schedule() }, Math.max(nextRetry - Date.now(), 0) + 5)
     this.report(tasks)
   }
 
   private status (svc: ServiceState, slot: number, c: ContainerInfo | undefined, m: SlotMemory, state: TaskStatus['state'], error = ''): TaskStatus {
+    let readySince: number | undefined
+    if (c !== undefined && state === 'running') {
+      // without a healthcheck a replica is ready once started; with one, from the pass that first saw it healthy
+      readySince = this.readySince.get(c.id) ?? (svc.spec.healthcheck === undefined && c.startedAt > 0 ? c.startedAt : Date.now())
+      this.readySince.set(c.id, readySince)
+    } else if (c !== undefined) this.readySince.delete(c.id)
     return {
+      ...(readySince !== undefined ? { readySince } : {}),
       service: svc.spec.name,
       slot,
       container: c?.id ?? '',
@@ -264,19 +307,61 @@ export class Reconciler {
     }
   }
 
-  private async ensureSlot (k: string, a: SlotAssignment, svc: ServiceState, cs: ContainerInfo[]): Promise<TaskStatus> {
+  private async ensureSlot (k: string, a: SlotAssignment, svc: ServiceState, all: ContainerInfo[], gate: SlotGate, kept: TaskStatus[]): Promise<TaskStatus> {
     const m = this.mem(k)
     // a container we are already stopping (replaced, moved) must not be restarted by its exit
-    cs = cs.filter((c) => !this.stopping.has(c.id))
-    const current = cs.filter((c) => c.generation === svc.generation).sort((x, y) => y.startedAt - x.startedAt)
-    const old = cs.filter((c) => c.generation !== svc.generation)
-    const [c, ...dupes] = current
+    const cs = all.filter((c) => !this.stopping.has(c.id))
+    const newest = (x: ContainerInfo, y: ContainerInfo): number => y.startedAt - x.startedAt
+    const current = cs.filter((c) => c.generation === svc.generation).sort(newest)
+    const old = cs.filter((c) => c.generation !== svc.generation).sort(newest)
+    const live = (c: ContainerInfo): boolean => c.state === 'running' || c.state === 'restarting' || c.state === 'created' || c.state === 'paused'
+    const [first, ...dupes] = current
     for (const d of dupes) this.remove(d, svc)
     const now = Date.now()
 
-    if (c === undefined) {
+    if (first === undefined && !gate.allowed && old.length > 0) {
+      // not this slot's turn in the rollout yet: its replica stays on the generation it runs
+      const [keep, ...rest] = [...old.filter(live), ...old.filter((c) => !live(c))]
+      for (const r of rest) this.remove(r, svc)
+      return await this.tend(a, svc, keep, m, [], gate, kept)
+    }
+    if (first === undefined) {
+      if (m.attemptGeneration !== svc.generation) {
+        // the backoff of a replica of another generation says nothing about this one
+        m.attemptGeneration = svc.generation
+        m.nextAttemptAt = 0
+        m.consecutiveFailures = 0
+        m.rejected = false
+        m.lastError = ''
+      }
+      if (gate.order === 'start-first' || gate.keepOld) {
+        // the replicas being replaced keep serving until the new one is ready
+        for (const o of old) if (o.state === 'running') kept.push({ ...this.status(svc, a.slot, o, m, 'running', `until generation ${svc.generation} is ready`), desired: 'shutdown' })
+      }
+      if (gate.order === 'stop-first' && !gate.keepOld) {
+        // stop-first: the previous generation's replica is gone before the new one starts
+        for (const o of old) this.remove(o, svc)
+        const leaving = all.filter((c) => c.generation !== svc.generation && (live(c) || this.stopping.has(c.id)))
+        if (leaving.length > 0) return this.status(svc, a.slot, undefined, m, 'pending', `stopping generation ${leaving[0].generation} first (stop-first)`)
+      }
       if (m.nextAttemptAt > now) return this.status(svc, a.slot, undefined, m, m.rejected ? 'rejected' : 'failed', m.lastError)
       return await this.create(k, a, svc, m)
+    }
+    return await this.tend(a, svc, first, m, old, gate, kept)
+  }
+
+  /**
+   * The slot's replica `c` exists: replace it when unhealthy, apply the restart policy when it
+   * exited, and once it is ready stop the replicas of other generations `old` (unless a blue-green
+   * rollout keeps them serving until promote).
+   */
+  private async tend (a: SlotAssignment, svc: ServiceState, c: ContainerInfo, m: SlotMemory, old: ContainerInfo[], gate: SlotGate, kept: TaskStatus[]): Promise<TaskStatus> {
+    const now = Date.now()
+    const ready = c.state === 'running' && c.health !== 'unhealthy' && (svc.spec.healthcheck === undefined || c.health === 'healthy' || c.health === 'none')
+    if (gate.keepOld || !ready) {
+      // the replicas being replaced keep serving (the mesh routes to them) until this one is ready, or until promote
+      const why = gate.keepOld ? 'blue-green: serving until promote' : `until generation ${svc.generation} is ready`
+      for (const o of old) if (o.state === 'running') kept.push({ ...this.status(svc, a.slot, o, m, 'running', why), desired: 'shutdown' })
     }
     if (c.state === 'running' && c.health === 'unhealthy') {
       this.recordExit(m, c, 'unhealthy: replaced')
@@ -286,8 +371,7 @@ export class Reconciler {
     }
     if (c.state === 'running') {
       if (now - c.startedAt > BACKOFF_RESET_AFTER_MS) m.consecutiveFailures = 0
-      const ready = svc.spec.healthcheck === undefined || c.health === 'healthy' || c.health === 'none'
-      if (ready) for (const o of old) this.remove(o, svc)
+      if (ready && !gate.keepOld) for (const o of old) this.remove(o, svc)
       return this.status(svc, a.slot, c, m, ready ? 'running' : 'starting')
     }
     if (c.state === 'created' || c.state === 'restarting' || c.state === 'paused') return this.status(svc, a.slot, c, m, 'starting')
@@ -310,6 +394,7 @@ export class Reconciler {
     const due = (c.finishedAt || now) + (m.consecutiveFailures === 0 ? policy.delayMs : backoff)
     if (due > now) {
       m.nextAttemptAt = due
+      m.attemptGeneration = c.generation
       return this.status(svc, a.slot, c, m, 'failed', `${reason}; restarting in ${Math.ceil((due - now) / 1000)}s`)
     }
     m.consecutiveFailures++

@@ -9,7 +9,8 @@ import { isMeshPort, MAX_REPLICAS, type ServiceSpec } from '../protocol/spec.ts'
 import { specError } from '../protocol/validate.ts'
 import type { DeployRequest, DeployResponse, InspectResponse, ScaleRequest, ScaleResponse, ServiceChange, Signable } from './api/types.ts'
 import type { ControlServer } from './control.ts'
-import { services } from './desired.ts'
+import { services, type ServiceState } from './desired.ts'
+import { updatedRecord } from './rollout-writes.ts'
 import { UserError } from './errors.ts'
 import type { P2pNode } from './node.ts'
 import { prepare, type Write } from './writes.ts'
@@ -99,17 +100,19 @@ export function registerServiceRoutes (control: ControlServer, node: P2pNode, ru
       if (prev == null) {
         const generation = 1
         changes.push({ service: spec.name, action: 'create', replicas: spec.replicas, generation, details: [`image ${spec.image}`] })
-        writes.push({ k: key.svc(spec.name), value: { spec, generation } satisfies ServiceRecord })
+        writes.push({ k: key.svc(spec.name), value: { spec, generation, rollout: { kind: 'update', startedAt: Date.now(), epoch: 0 } } satisfies ServiceRecord })
         writes.push({ k: key.scale(spec.name), value: { replicas: spec.replicas } satisfies ScaleRecord })
         continue
       }
-      const details = describeDiff(prev.spec, spec)
+      const svc = services(node.states.state).find((x) => x.spec.name === spec.name) as ServiceState
+      const details = describeDiff(svc.spec, spec)
       const replicasBefore = currentReplicas(node, spec.name, prev)
       if (replicasBefore !== spec.replicas && spec.mode === 'replicated') details.push(`replicas: ${replicasBefore} → ${spec.replicas}`)
-      const specChanged = !isDeepStrictEqual({ ...prev.spec, replicas: 0 }, { ...spec, replicas: 0 })
-      const generation = specChanged ? prev.generation + 1 : prev.generation
-      changes.push({ service: spec.name, action: details.length === 0 ? 'unchanged' : specChanged ? 'update' : 'scale', replicas: spec.replicas, generation, details })
-      if (specChanged || prev.spec.replicas !== spec.replicas) writes.push({ k: key.svc(spec.name), value: { spec, generation } satisfies ServiceRecord })
+      const next = updatedRecord(svc, spec, Date.now())
+      const generation = next?.generation ?? svc.generation
+      const rollout = next !== null && next.generation !== prev.generation
+      changes.push({ service: spec.name, action: details.length === 0 && next === null ? 'unchanged' : rollout ? 'update' : 'scale', replicas: spec.replicas, generation, details })
+      if (next !== null) writes.push({ k: key.svc(spec.name), value: next })
       if (replicasBefore !== spec.replicas) writes.push({ k: key.scale(spec.name), value: { replicas: spec.replicas } satisfies ScaleRecord })
     }
     publishedPortConflict(node, req.services, req.prune === true ? req.stack : undefined)

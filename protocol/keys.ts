@@ -18,15 +18,17 @@
  *   mesh/<peerId>     MeshReport — the routing mesh's published ports on that node, and any it cannot open
  *   share/<peerId>.<secret>  ShareRecord | null — a secret's data key sealed to that node; written by
  *                     any admitted node that holds the key (secrets.ts), withdrawn when no longer needed
+ *   rollout/<name>    RolloutDecision — how the rollout of a service ended (completed, paused, rolled
+ *                     back), as the first admitted node to see it recorded it (placement/rollout.ts)
  */
 import type { HostAccess } from './host-access.ts'
 import type { MemberStatus } from './membership.ts'
 import type { ServiceSpec } from './spec.ts'
 
-export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'secret' | 'config' | 'netkey' | 'member' | 'node' | 'tasks' | 'mesh' | 'share'
+export type Family = 'svc' | 'scale' | 'nodecfg' | 'key' | 'admit' | 'secret' | 'config' | 'netkey' | 'member' | 'node' | 'tasks' | 'mesh' | 'share' | 'rollout'
 
 export const DESIRED_FAMILIES: ReadonlySet<Family> = new Set(['svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'netkey'])
-export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh', 'share'])
+export const OBSERVED_FAMILIES: ReadonlySet<Family> = new Set(['member', 'node', 'tasks', 'mesh', 'share', 'rollout'])
 
 export function parseKey (key: string): { family: Family, id: string } | null {
   const slash = key.indexOf('/')
@@ -51,7 +53,8 @@ export const key = {
   secret: (name: string) => `secret/${name}`,
   config: (name: string) => `config/${name}`,
   share: (node: string, secret: string) => `share/${node}.${secret}`,
-  netkey: (id: string) => `netkey/${id}`
+  netkey: (id: string) => `netkey/${id}`,
+  rollout: (name: string) => `rollout/${name}`
 }
 
 /** `netkey/primary`: the id of the network key every node dials with. */
@@ -74,8 +77,42 @@ export interface NetKeyPrimary {
 
 export interface ServiceRecord {
   spec: ServiceSpec
-  /** bumped by every spec change; replicas carry it as a label */
+  /** bumped by every change of what a replica is (spec.ts taskPart); replicas carry it as a label */
   generation: number
+  /** the spec this one replaced: a rollback (by hand, or decided by the nodes) returns to it */
+  previous?: { spec: ServiceSpec, generation: number }
+  /** the rollout to this generation, as its writer asked for it (absent: a record from before rollouts: completed) */
+  rollout?: RolloutIntent
+}
+
+/** What the operator asked of the rollout to a record's generation. */
+export interface RolloutIntent {
+  /** 'update': deploy or update; 'rollback': `p2p-orch rollback` (runs with the replaced spec's rollback policy) */
+  kind: 'update' | 'rollback'
+  /** ms since epoch when it was asked for (or last resumed): earlier exits are not its failures */
+  startedAt: number
+  /** bumped by every resume and promote: node decisions (`rollout/<name>`) of an earlier epoch no longer apply */
+  epoch: number
+  /** `update --pause`: no further batch starts */
+  paused?: boolean
+  /** `promote`: the canary (or the blue-green set) was accepted, the rollout goes on */
+  promoted?: boolean
+}
+
+/**
+ * `rollout/<name>`: what the nodes concluded about the rollout to (generation, epoch). Written by
+ * whichever admitted node sees it first (the service's coordinator at once, others after a
+ * delay); concurrent writes converge by the usual LWW order. `rollback` makes every node run the
+ * record's `previous` spec instead; `then` is the outcome of that rollback.
+ */
+export interface RolloutDecision {
+  generation: number
+  epoch: number
+  outcome: 'completed' | 'paused' | 'rollback'
+  reason: string
+  /** ms since epoch, the writer's clock: a rollback counts its own failures from here */
+  at: number
+  then?: { outcome: 'completed' | 'paused', reason: string }
 }
 
 export interface ScaleRecord {
@@ -169,6 +206,8 @@ export interface TaskExit {
   at: number
   exitCode: number | null
   reason: string
+  /** the generation of the replica that exited (a rollout counts only its own generation's failures) */
+  generation?: number
 }
 
 export interface TaskStatus {
@@ -180,6 +219,8 @@ export interface TaskStatus {
   generation: number
   error: string
   startedAt: number
+  /** ms since epoch since when it has been ready (running, and healthy if it has a healthcheck): what a rollout's `monitor` counts; absent while not ready */
+  readySince?: number
   /** last few exits, newest first (Swarm's task history) */
   history: TaskExit[]
   /** 'shutdown' for a replica this node is handing over or stopping; absent means 'running' */

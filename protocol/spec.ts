@@ -83,6 +83,40 @@ export interface ResourcesSpec {
   memoryBytes?: number
 }
 
+/**
+ * How a rollout replaces replicas (Compose `deploy.update_config` / `rollback_config`; the order is
+ * placement/rollout.ts). Swarm's names and defaults.
+ */
+export interface UpdatePolicy {
+  /** slots updated at once; 0 = all at once */
+  parallelism: number
+  /** wait between batches */
+  delayMs: number
+  /** stop the old replica first (Swarm's default) or start the new one first */
+  order: 'stop-first' | 'start-first'
+  /** how long an updated replica must stay ready before the next batch, and within which a failure counts */
+  monitorMs: number
+  failureAction: 'pause' | 'continue' | 'rollback'
+  /** failed fraction of the updated slots tolerated before `failureAction` (0 = none) */
+  maxFailureRatio: number
+}
+
+/** Swarm's `update_config` defaults, for a Compose file that says nothing. */
+export const DEFAULT_UPDATE_POLICY: UpdatePolicy = {
+  parallelism: 1,
+  delayMs: 0,
+  order: 'stop-first',
+  monitorMs: 5_000,
+  failureAction: 'pause',
+  maxFailureRatio: 0
+}
+
+/** Swarm's `rollback_config` defaults. A rollback that fails cannot roll back again: pause or continue only. */
+export const DEFAULT_ROLLBACK_POLICY: UpdatePolicy = { ...DEFAULT_UPDATE_POLICY }
+
+/** Longest `delay` or `monitor` accepted: a day; longer is a typo, and would stall a rollout unseen. */
+export const MAX_ROLLOUT_WAIT_MS = 86_400_000
+
 export interface ServiceSpec {
   name: string
   /** stack (Compose project) the service came from */
@@ -127,6 +161,31 @@ export interface ServiceSpec {
   constraints: ConstraintSpec[]
   /** 0 = no limit */
   maxReplicasPerNode: number
+  /** how a new generation replaces replicas (`deploy.update_config`); absent = DEFAULT_UPDATE_POLICY */
+  update?: UpdatePolicy
+  /** how a rollback from this spec to the previous one runs (`deploy.rollback_config`); absent = DEFAULT_ROLLBACK_POLICY */
+  rollback?: UpdatePolicy
+  /**
+   * `deploy.x-p2p-orch.canary`: this many slots take the new generation first, then the rollout
+   * waits for `promote` (or `rollback`). Equal to (or above) the replica count: blue-green — a full
+   * new set starts beside the old one and the mesh switches to it on promote.
+   */
+  canary?: number
+}
+
+/**
+ * Spec fields that say how rollouts run, not what a replica is: changing only these starts no
+ * rollout (the generation stays), as in Swarm.
+ */
+export const ROLLOUT_FIELDS = ['replicas', 'update', 'rollback', 'canary'] as const
+
+/** The spec with the fields that do not reach a container cleared: two specs whose task parts are equal need no new generation. */
+export function taskPart (spec: ServiceSpec): ServiceSpec {
+  const out: Partial<ServiceSpec> = { ...spec, replicas: 0 }
+  delete out.update
+  delete out.rollback
+  delete out.canary
+  return out as ServiceSpec
 }
 
 /** Largest replica count accepted from a user: far above any fleet we target, low enough to stop typos (1e9). */
@@ -158,4 +217,21 @@ export function newServiceSpec (s: Pick<ServiceSpec, 'name' | 'stack' | 'image'>
     maxReplicasPerNode: 0,
     ...s
   }
+}
+
+/**
+ * An image reference as the engine parses it (distribution's grammar): `[registry[:port]/]path
+ * [:tag][@digest]`, path components lowercase. Checked before an update is written, so a typo is
+ * one line for the user rather than a failed rollout.
+ */
+const IMAGE_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const IMAGE_DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)'
+const IMAGE_TAG = '[\\w][\\w.-]{0,127}'
+const IMAGE_DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}'
+export const IMAGE_REFERENCE_PATTERN = new RegExp(`^(?:${IMAGE_DOMAIN}/)?${IMAGE_COMPONENT}(?:/${IMAGE_COMPONENT})*(?::${IMAGE_TAG})?(?:@${IMAGE_DIGEST})?$`)
+/** Longest image reference the engine takes. */
+export const MAX_IMAGE_REFERENCE = 255
+
+export function isImageReference (s: string): boolean {
+  return s.length > 0 && s.length <= MAX_IMAGE_REFERENCE && IMAGE_REFERENCE_PATTERN.test(s)
 }

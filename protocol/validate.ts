@@ -13,7 +13,7 @@ import type { StateRecord } from './record.ts'
 import { isNodeWriter, parseOperatorWriter, verifyRecord } from './sign.ts'
 import { MAX_TASK_SHARDS, parseTaskId } from './tasks.ts'
 import { MAX_ALLOWED_HOST_PATHS, normaliseHostPath, privilegedSettings } from './host-access.ts'
-import { MAX_REPLICAS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
+import { MAX_REPLICAS, MAX_ROLLOUT_WAIT_MS, SERVICE_NAME_PATTERN, type ServiceSpec } from './spec.ts'
 import {
   DATA_KEY_BYTES, MAX_FILE_OWNER_ID, MAX_FILE_REFS, MAX_SECRET_BYTES, NETKEY_ID_PATTERN, NONCE_BYTES, parseShareId, SECRET_ID_PATTERN, SECRET_NAME_PATTERN, TAG_BYTES, X25519_KEY_BYTES
 } from './secrets.ts'
@@ -141,6 +141,15 @@ function fileRefsOk (v: unknown): boolean {
   return true
 }
 
+function updatePolicyOk (v: unknown, rollback: boolean): boolean {
+  if (v === undefined) return true
+  const wait = (n: unknown): boolean => isInt(n) && n <= MAX_ROLLOUT_WAIT_MS
+  return isObj(v) && isInt(v.parallelism) && v.parallelism <= MAX_REPLICAS && wait(v.delayMs) && wait(v.monitorMs) &&
+    (v.order === 'stop-first' || v.order === 'start-first') &&
+    (v.failureAction === 'pause' || v.failureAction === 'continue' || (!rollback && v.failureAction === 'rollback')) &&
+    isNum(v.maxFailureRatio) && v.maxFailureRatio <= 1
+}
+
 export function specError (s: unknown): string | null {
   if (!isObj(s)) return 'spec is not a map'
   if (!isStr(s.name) || !SERVICE_NAME_PATTERN.test(s.name)) return 'spec.name is invalid'
@@ -172,13 +181,30 @@ export function specError (s: unknown): string | null {
   if (!Array.isArray(s.constraints) || s.constraints.length > 64 ||
     !s.constraints.every((c) => isObj(c) && isStr(c.attribute) && (c.op === '==' || c.op === '!=') && isStr(c.value))) return 'spec.constraints is invalid'
   if (!isInt(s.maxReplicasPerNode)) return 'spec.maxReplicasPerNode is invalid'
+  if (!updatePolicyOk(s.update, false)) return 'spec.update is invalid'
+  if (!updatePolicyOk(s.rollback, true)) return 'spec.rollback is invalid'
+  if (s.canary !== undefined && !(isInt(s.canary) && s.canary >= 1 && s.canary <= MAX_REPLICAS)) return 'spec.canary is invalid'
   return null
+}
+
+/** Longest reason a node may write into a rollout decision. */
+export const MAX_ROLLOUT_REASON = 512
+
+function rolloutIntentOk (v: unknown): boolean {
+  return isObj(v) && (v.kind === 'update' || v.kind === 'rollback') && isInt(v.startedAt) && isInt(v.epoch) &&
+    (v.paused === undefined || typeof v.paused === 'boolean') && (v.promoted === undefined || typeof v.promoted === 'boolean')
 }
 
 const valueChecks: Record<Family, Check> = {
   svc: (v) => {
     if (v === null) return null
     if (!isObj(v) || !isInt(v.generation)) return 'service record is invalid'
+    if (v.rollout !== undefined && !rolloutIntentOk(v.rollout)) return 'service record rollout is invalid'
+    if (v.previous !== undefined) {
+      if (!isObj(v.previous) || !isInt(v.previous.generation)) return 'service record previous spec is invalid'
+      const pe = specError(v.previous.spec)
+      if (pe !== null) return `previous ${pe}`
+    }
     return specError(v.spec)
   },
   scale: (v) => (isObj(v) && isInt(v.replicas) && v.replicas <= MAX_REPLICAS) ? null : 'scale record is invalid',
@@ -230,8 +256,16 @@ const valueChecks: Record<Family, Check> = {
     for (const t of v.tasks) {
       if (!isObj(t) || !isStr(t.service, 64) || !isInt(t.slot) || !isStr(t.container, 128) || !isStr(t.state, 16) ||
         !isStr(t.health, 16) || !isInt(t.generation) || !isStr(t.error) || !isInt(t.startedAt) ||
-        !Array.isArray(t.history) || t.history.length > MAX_HISTORY) return 'task report entry is invalid'
+        !Array.isArray(t.history) || t.history.length > MAX_HISTORY || (t.readySince !== undefined && !isInt(t.readySince))) return 'task report entry is invalid'
+      for (const h of t.history) if (!isObj(h) || !isInt(h.at) || (h.generation !== undefined && !isInt(h.generation))) return 'task history entry is invalid'
     }
+    return null
+  },
+  rollout: (v) => {
+    if (!isObj(v) || !isInt(v.generation) || !isInt(v.epoch) || !['completed', 'paused', 'rollback'].includes(v.outcome as string) ||
+      !isStr(v.reason, MAX_ROLLOUT_REASON) || !isInt(v.at)) return 'rollout decision is invalid'
+    if (v.then !== undefined && !(v.outcome === 'rollback' && isObj(v.then) && (v.then.outcome === 'completed' || v.then.outcome === 'paused') &&
+      isStr(v.then.reason, MAX_ROLLOUT_REASON))) return 'rollout decision is invalid'
     return null
   },
   mesh: (v) => {
@@ -313,6 +347,10 @@ export function validateRecord (clusterId: string, r: StateRecord, trust: Trust,
     // a share is written by whichever admitted node holds the data key, for another node
     const parsed = parseShareId(id)
     if (parsed === null || !isNodeWriter(parsed.node)) return { ok: false, reason: `${r.k}: not <node id>.<secret name>` }
+    if (!isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: only a node may write it` }
+  } else if (family === 'rollout') {
+    // whichever admitted node sees the rollout end records it (node/rollouts.ts)
+    if (!SERVICE_NAME_PATTERN.test(id)) return { ok: false, reason: `${r.k}: invalid service name` }
     if (!isNodeWriter(r.w)) return { ok: false, reason: `${r.k}: only a node may write it` }
   } else if (r.w !== (family === 'tasks' ? parseTaskId(id)?.node : id)) {
     return { ok: false, reason: `${r.k}: only node ${id.slice(0, 60)} may write it` }

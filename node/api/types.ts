@@ -132,7 +132,7 @@ export interface RemoveNodeRequest {
 
 // ---- services ----------------------------------------------------------------------------
 
-import type { ServiceSpec } from '../../protocol/spec.ts'
+import type { ServiceSpec, UpdatePolicy } from '../../protocol/spec.ts'
 import type { TaskExit } from '../../protocol/keys.ts'
 
 export interface DeployRequest {
@@ -167,6 +167,53 @@ export interface ScaleRequest {
 
 export interface ScaleResponse extends Signable {
   changes: ServiceChange[]
+}
+
+/** `update SERVICE`: changes to the running spec; any of them, or a pause or resume alone. */
+export interface UpdateRequest {
+  service: string
+  image?: string
+  /** KEY=VALUE, added or replaced */
+  env?: string[]
+  /** KEYs removed */
+  envRm?: string[]
+  replicas?: number
+  pause?: boolean
+  resume?: boolean
+  dryRun?: boolean
+}
+
+export interface UpdateResponse extends Signable {
+  change: ServiceChange
+}
+
+/** `rollback SERVICE`, `promote SERVICE`. */
+export interface RolloutActionRequest {
+  service: string
+}
+
+export type RolloutStateView = 'updating' | 'waiting' | 'paused' | 'completed' | 'failed' | 'rolling back' | 'rolled back' | 'rollback paused'
+
+/** A service's rollout, as `rollout status` shows it. */
+export interface RolloutView {
+  service: string
+  /** the generation being rolled out (during an automatic rollback: the one it returns to) */
+  generation: number
+  /** the generation being replaced; null for a first deploy */
+  from: number | null
+  kind: 'update' | 'rollback' | 'auto-rollback'
+  state: RolloutStateView
+  /** 1-based batch under way, of batches */
+  batch: number
+  batches: number
+  /** slots running `generation`, of total */
+  updated: number
+  total: number
+  failures: number
+  reason: string
+  policy: UpdatePolicy
+  canary: number
+  promoted: boolean
 }
 
 export interface ServiceView {

@@ -3,12 +3,16 @@
  * says are serving. A read model of the merged state, the same on every node (up to gossip delay).
  *
  * A replica is routable when its node is alive (a suspect node still is: it may be fine, and a
- * failed connect is retried elsewhere), it reports the replica running and not being shut down,
- * and — when the service has a healthcheck — healthy. Anything else leaves the rotation as soon
- * as its node's report says so.
+ * failed connect is retried elsewhere), it reports the replica running — a replica on its way out
+ * (desired 'shutdown': handed over, or replaced by a rollout) serves until its node stops it, when
+ * the report says 'stopping' — and, when the service has a healthcheck, healthy. A blue-green
+ * rollout serves from one generation only: the old set until promote, then the new one.
+ * Anything else leaves the rotation as soon as its node's report says so.
  */
 import { compareStrings } from '../../protocol/order.ts'
 import { key, type MemberRecord, type ServiceRecord } from '../../protocol/keys.ts'
+import { servingGeneration } from '../../placement/rollout.ts'
+import { services } from '../desired.ts'
 import { taskReports } from '../../protocol/tasks.ts'
 import type { ClusterState } from '../../protocol/state.ts'
 import { isMeshPort, type PortSpec, type ServiceSpec } from '../../protocol/spec.ts'
@@ -46,18 +50,28 @@ function liveMember (state: ClusterState, id: string): boolean {
 /** Routable replicas of every service, by service name; sorted by node then slot. */
 export function routableEndpoints (state: ClusterState): Map<string, Endpoint[]> {
   const specs = new Map<string, ServiceSpec>()
-  for (const [name, rec] of state.family<ServiceRecord | null>('svc')) if (rec !== null) specs.set(name, rec.spec)
+  const serving = new Map<string, number>()
+  for (const s of services(state)) {
+    specs.set(s.spec.name, s.spec)
+    const g = servingGeneration(s, s.replicas)
+    if (g !== null) serving.set(s.spec.name, g)
+  }
   const out = new Map<string, Endpoint[]>()
   for (const [node, tasks] of taskReports(state)) {
     if (!liveMember(state, node)) continue
     for (const t of tasks) {
       const spec = specs.get(t.service)
-      if (spec === undefined || t.desired === 'shutdown' || t.state !== 'running' || t.container === '') continue
+      if (spec === undefined || t.state !== 'running' || t.container === '') continue
       if (t.health === 'unhealthy' || (spec.healthcheck !== undefined && spec.healthcheck.test[0] !== 'NONE' && t.health !== 'healthy')) continue
       const list = out.get(t.service) ?? []
       list.push({ service: t.service, slot: t.slot, node, container: t.container, generation: t.generation })
       out.set(t.service, list)
     }
+  }
+  for (const [name, g] of serving) {
+    // until the chosen set has a ready replica, any ready one serves rather than none
+    const chosen = out.get(name)?.filter((e) => e.generation === g) ?? []
+    if (chosen.length > 0) out.set(name, chosen)
   }
   for (const list of out.values()) list.sort((a, b) => compareStrings(a.node, b.node) || a.slot - b.slot || compareStrings(a.container, b.container))
   return out

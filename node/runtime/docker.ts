@@ -191,7 +191,7 @@ export class DockerRuntime implements Runtime {
       )
     } catch (err) {
       if (statusOf(err) === 404) {
-        throw new ImageNotFoundError(`image ${req.spec.image} not found locally; load or pull it on this node`, { cause: err })
+        throw new ImageNotFoundError(`image not found: ${req.spec.image} is not on this node; load or pull it here`, { cause: err })
       }
       if (statusOf(err) === 409) {
         throw new Error(`container name "${req.name}" is already in use on this engine`, { cause: err })

@@ -206,7 +206,7 @@ export class MemoryEngine {
   create(req: CreateRequest): MemContainer {
     const spec = req.spec
     if (!this.images.has(normalizeImage(spec.image))) {
-      throw new ImageNotFoundError(`image ${spec.image} not found locally; load or pull it on this node`)
+      throw new ImageNotFoundError(`image not found: ${spec.image} is not on this node; load or pull it here`)
     }
     for (const m of spec.mounts) {
       if (m.type === 'bind' && !m.source.startsWith('/')) {

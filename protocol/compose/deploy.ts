@@ -1,6 +1,8 @@
-/** `healthcheck:` and `deploy:` (mode, replicas, resources, restart policy, placement), and `restart:`. */
+/** `healthcheck:` and `deploy:` (mode, replicas, resources, restart policy, placement; the rollout keys in rollout.ts), and `restart:`. */
 import type { ConstraintSpec, HealthcheckSpec, ResourcesSpec, RestartPolicySpec } from '../spec.ts'
 import { DEFAULT_RESTART_POLICY, MAX_REPLICAS } from '../spec.ts'
+import type { Rollout } from './rollout.ts'
+import { rollout } from './rollout.ts'
 import type { KeyTable } from './support.ts'
 import { DEPLOY, HEALTHCHECK, LIMITS, PLACEMENT, RESERVATIONS, RESOURCES, RESTART_POLICY, checkKeys } from './support.ts'
 import type { Ctx, Path } from './types.ts'
@@ -121,10 +123,11 @@ interface Deploy {
   restartPolicy?: RestartPolicySpec
   constraints: ConstraintSpec[]
   maxReplicasPerNode: number
+  rollout: Rollout
 }
 
 export function deploy (ctx: Ctx, v: unknown, path: Path): Deploy {
-  const out: Deploy = { limits: {}, reservations: {}, constraints: [], maxReplicasPerNode: 0 }
+  const out: Deploy = { limits: {}, reservations: {}, constraints: [], maxReplicasPerNode: 0, rollout: {} }
   if (!isRecord(v)) return out
   checkKeys(ctx, v, path, DEPLOY)
   const mode = get(v, 'mode')
@@ -155,5 +158,6 @@ export function deploy (ctx: Ctx, v: unknown, path: Path): Deploy {
     const max = get(placement, 'max_replicas_per_node')
     if (max !== undefined) out.maxReplicasPerNode = int(ctx, max, [...pp, 'max_replicas_per_node'], 0, MAX_REPLICAS) ?? 0
   }
+  out.rollout = rollout(ctx, v, path, out.mode)
   return out
 }

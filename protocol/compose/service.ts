@@ -8,6 +8,7 @@ import { lookupVar } from './interpolate.ts'
 import { hostSettings } from './host.ts'
 import { fileRefs } from './files.ts'
 import { exposedPorts, ports } from './ports.ts'
+import { applyRollout } from './rollout.ts'
 import { ENV_FILE, SERVICE, checkKeys } from './support.ts'
 import type { Ctx, Obj, Path } from './types.ts'
 import { describe, err, get, has, isRecord, pathOrPaths, report } from './types.ts'
@@ -209,6 +210,7 @@ export function translateService (ctx: Ctx, name: string, raw: unknown): Service
   spec.restartPolicy = restart ?? { ...DEFAULT_RESTART_POLICY }
   spec.constraints = d.constraints
   spec.maxReplicasPerNode = d.maxReplicasPerNode
+  applyRollout(ctx, d.rollout, spec, [...path, 'deploy'])
   return spec
 }
 

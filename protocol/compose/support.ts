@@ -6,6 +6,7 @@
  * lists exactly the keys of the schema object it names, and README.md's matrix is printed from
  * them (scripts/compose-matrix.ts).
  */
+import { MAX_ROLLOUT_WAIT_MS } from '../spec.ts'
 import type { Ctx, Obj, Path } from './types.ts'
 import { err, report } from './types.ts'
 
@@ -153,8 +154,8 @@ export const DEPLOY: KeyTable = {
     restart_policy: yes(),
     placement: yes(),
     labels: ignored('service-level labels; use labels for container labels'),
-    update_config: ignored('updates replace replicas with the default strategy'),
-    rollback_config: ignored('rollbacks use the default strategy'),
+    update_config: yes('how a new generation replaces replicas; Swarm\'s defaults for the keys left out'),
+    rollback_config: yes('as update_config, for `p2p-orch rollback` and failure_action: rollback'),
     endpoint_mode: refused('the service is always reached through its virtual address')
   }
 }
@@ -195,6 +196,38 @@ export const PLACEMENT: KeyTable = {
     constraints: yes('node.labels.KEY, node.name, node.hostname, node.id with == or !='),
     max_replicas_per_node: yes(),
     preferences: ignored('spread preferences are not applied')
+  }
+}
+
+/** The keys of `update_config` (→ ServiceSpec.update) and `rollback_config` (→ ServiceSpec.rollback). */
+const MAX_WAIT = `at most ${MAX_ROLLOUT_WAIT_MS / 3_600_000}h`
+const rolloutKeys = (slots: string, failureActions: string): Record<string, Support> => ({
+  parallelism: yes(`${slots} at once; 0 = all at once`),
+  delay: yes(`wait between batches; ${MAX_WAIT}`),
+  failure_action: yes(failureActions),
+  monitor: yes(`how long each new replica must stay ready before the next batch, and within which a failure counts; ${MAX_WAIT}`),
+  max_failure_ratio: yes('0 to 1: the failed fraction tolerated before failure_action'),
+  order: yes('stop-first, or start-first (refused with a fixed host-mode port)')
+})
+
+export const UPDATE_CONFIG: KeyTable = {
+  where: 'services.*.deploy.update_config',
+  schema: '/definitions/deployment/properties/update_config',
+  keys: rolloutKeys('slots updated', 'pause, continue or rollback')
+}
+
+export const ROLLBACK_CONFIG: KeyTable = {
+  where: 'services.*.deploy.rollback_config',
+  schema: '/definitions/deployment/properties/rollback_config',
+  keys: rolloutKeys('slots rolled back', 'pause or continue (a rollback cannot roll back)')
+}
+
+/** Our own extension of `deploy:`: `x-p2p-orch: {canary: N}`. */
+export const DEPLOY_EXTENSION: KeyTable = {
+  where: 'services.*.deploy.x-p2p-orch',
+  schema: '',
+  keys: {
+    canary: yes('1 or more (replicated services only): this many slots take the new generation first, then the rollout waits for `p2p-orch promote` (or `rollback`); equal to the replica count or more: blue-green')
   }
 }
 
@@ -367,9 +400,9 @@ export const DEVICE: KeyTable = {
 
 /** Every table, in the matrix's order. */
 export const TABLES: readonly KeyTable[] = [
-  TOP, SERVICE, DEPLOY, RESOURCES, LIMITS, RESERVATIONS, RESTART_POLICY, PLACEMENT, HEALTHCHECK,
-  PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME, VOLUME_EXTERNAL, ENV_FILE, DEVICE,
-  SECRET, CONFIG, FILE_REF
+  TOP, SERVICE, DEPLOY, RESOURCES, LIMITS, RESERVATIONS, RESTART_POLICY, PLACEMENT, UPDATE_CONFIG, ROLLBACK_CONFIG,
+  DEPLOY_EXTENSION, HEALTHCHECK, PORT, PORT_EXTENSION, MOUNT, MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS, VOLUME,
+  VOLUME_EXTERNAL, ENV_FILE, DEVICE, SECRET, CONFIG, FILE_REF
 ]
 
 /**

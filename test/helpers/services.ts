@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { generateKeyPairFromSeed, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { TaskView } from '../../node/api/types.ts'
-import { placement } from '../../node/desired.ts'
+import { placement, services, type ServiceState } from '../../node/desired.ts'
+import { pausedRecord, promotedRecord, rolledBackRecord, updatedRecord } from '../../node/rollout-writes.ts'
 import { FILES } from '../../node/identity.ts'
 import { silentLogger } from '../../node/logger.ts'
 import { createNode, type P2pNode } from '../../node/node.ts'
@@ -54,20 +55,54 @@ export function deploy (via: P2pNode, spec: ServiceSpec): ServiceRecord {
   const op = operatorOf(via)
   const prev = via.states.state.value<ServiceRecord | null>(key.svc(spec.name))
   if (prev == null) {
-    const rec: ServiceRecord = { spec, generation: 1 }
+    const rec: ServiceRecord = { spec, generation: 1, rollout: { kind: 'update', startedAt: Date.now(), epoch: 0 } }
     via.states.write(key.svc(spec.name), rec, op)
     via.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
     return rec
   }
-  const replicasBefore = via.states.state.value<ScaleRecord>(key.scale(spec.name))?.replicas ?? prev.spec.replicas
-  const specChanged = !isDeepStrictEqual({ ...prev.spec, replicas: 0 }, { ...spec, replicas: 0 })
-  const rec: ServiceRecord = { spec, generation: specChanged ? prev.generation + 1 : prev.generation }
-  if (specChanged || prev.spec.replicas !== spec.replicas) via.states.write(key.svc(spec.name), rec, op)
-  if (replicasBefore !== spec.replicas) via.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
+  const svc = serviceState(via, spec.name)
+  const next = updatedRecord(svc, spec, Date.now())
+  if (next !== null) via.states.write(key.svc(spec.name), next, op)
+  if (svc.replicas !== spec.replicas) via.states.write(key.scale(spec.name), { replicas: spec.replicas } satisfies ScaleRecord, op)
+  return next ?? svc.record
+}
+
+/** The service as `via` sees it now (desired.ts), or a failed assertion. */
+export function serviceState (via: P2pNode, name: string): ServiceState {
+  const svc = services(via.states.state).find((x) => x.spec.name === name)
+  if (svc === undefined) throw new Error(`no service ${name} on ${via.name}`)
+  return svc
+}
+
+/** POST /update with a changed spec (what `p2p-orch update` writes). */
+export function update (via: P2pNode, name: string, change: Partial<ServiceSpec>): ServiceRecord {
+  const svc = serviceState(via, name)
+  const next = updatedRecord(svc, { ...svc.spec, ...change }, Date.now())
+  if (next === null) return svc.record
+  via.states.write(key.svc(name), next, operatorOf(via))
+  return next
+}
+
+/** POST /rollback, /promote, /update --pause and --resume. */
+export function rollback (via: P2pNode, name: string): ServiceRecord {
+  const rec = rolledBackRecord(serviceState(via, name), Date.now())
+  via.states.write(key.svc(name), rec, operatorOf(via))
   return rec
 }
 
-/** POST /scale for one service. */
+export function promote (via: P2pNode, name: string): ServiceRecord {
+  const rec = promotedRecord(serviceState(via, name))
+  via.states.write(key.svc(name), rec, operatorOf(via))
+  return rec
+}
+
+export function pause (via: P2pNode, name: string, paused: boolean): ServiceRecord {
+  const rec = pausedRecord(serviceState(via, name), paused, Date.now())
+  via.states.write(key.svc(name), rec, operatorOf(via))
+  return rec
+}
+
+/** Scale writes the scale register, as `p2p-orch scale` does. */
 export function scale (via: P2pNode, name: string, replicas: number): StateRecord {
   return via.states.write(key.scale(name), { replicas } satisfies ScaleRecord, operatorOf(via))
 }

@@ -296,7 +296,7 @@ describe('services on a 3-5 node cluster sharing one in-memory engine', { timeou
     }, SETTLE_MS, () => `ghost rejected, huge listed:\n    ${cluster.describe('ghost')}\n    ${cluster.describe('huge')}`)
     const [g] = cluster.agreedTasks('ghost')!
     assert.ok(ids().includes(g.node))
-    assert.match(g.error, /image p2p-orch\/not-loaded:1 not found/)
+    assert.match(g.error, /image not found: p2p-orch\/not-loaded:1/)
     assert.equal(g.container, '')
     assert.equal(cluster.containers('ghost').length, 0)
 

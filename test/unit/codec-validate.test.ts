@@ -447,7 +447,7 @@ describe('validateRecord', () => {
     const writer = fc.constantFrom<W>('trusted', 'untrusted', 'A', 'B', 'C')
     const wall = fc.constantFrom(0, NOW - 1, NOW, NOW + MAX_CLOCK_DRIFT_MS, NOW + MAX_CLOCK_DRIFT_MS + 1, NOW + 100 * MAX_CLOCK_DRIFT_MS)
     const status = fc.constantFrom<MemberStatus>('alive', 'suspect', 'dead', 'left')
-    const family = fc.constantFrom<Family>('svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'netkey', 'member', 'node', 'tasks', 'mesh', 'share')
+    const family = fc.constantFrom<Family>('svc', 'scale', 'nodecfg', 'key', 'admit', 'secret', 'config', 'netkey', 'member', 'node', 'tasks', 'mesh', 'share', 'rollout')
     fc.assert(fc.property(family, writer, subject, wall, fc.nat(3), status, (fam, w, subj, t0, inc, st) => {
       const signer = signers[w]
       const id = signers[subj].id
@@ -466,6 +466,10 @@ describe('validateRecord', () => {
         case 'netkey': r = sign(signer, key.netkey('0123456789abcdef'), [t0, 0], { fingerprint: 'ab'.repeat(32), stage: 'install' }); expected = w === 'trusted' && inTime; break
         case 'share':
           r = sign(signer, key.share(id, 'db'), [t0, 0], { id: 'ab'.repeat(16), to: 'cd'.repeat(32), eph: new Uint8Array(32), nonce: new Uint8Array(12), box: new Uint8Array(48) })
+          expected = isNode && inTime
+          break
+        case 'rollout':
+          r = sign(signer, key.rollout('web'), [t0, 0], { generation: 2, epoch: 0, outcome: 'rollback', reason: 'failed', at: NOW })
           expected = isNode && inTime
           break
         case 'node': r = sign(signer, key.node(id), [t0, 0], nodeInfo('x')); expected = w === subj && inTime; break

@@ -624,7 +624,7 @@ describe('deploy', () => {
 
 describe('unsupported and unknown keys', () => {
   test('harmless keys are warnings at the key', () => {
-    const r = run(web('    depends_on: [db]', '    container_name: web1', '    networks: [front]', '    logging: {driver: json-file}', '    hostname: w', '    deploy:', '      update_config: {parallelism: 1}', '      rollback_config: {}'))
+    const r = run(web('    depends_on: [db]', '    container_name: web1', '    networks: [front]', '    logging: {driver: json-file}', '    hostname: w', '    deploy:', '      labels: {a: b}'))
     assert.deepEqual(errors(r), [])
     for (const [path, line] of [
       ['services.web.depends_on', 4],
@@ -632,8 +632,7 @@ describe('unsupported and unknown keys', () => {
       ['services.web.networks', 6],
       ['services.web.logging', 7],
       ['services.web.hostname', 8],
-      ['services.web.deploy.update_config', 10],
-      ['services.web.deploy.rollback_config', 11]
+      ['services.web.deploy.labels', 10]
     ] as const) {
       const w = issue(r, path, 'warning')
       assert.equal(w.line, line, path)

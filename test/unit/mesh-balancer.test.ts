@@ -38,17 +38,17 @@ function svc (spec: Partial<ServiceSpec> = {}): ServiceRecord {
 }
 
 describe('routable endpoints', () => {
-  it('keeps running replicas of alive and suspect nodes; drops dead nodes, shutdown, failed and unhealthy ones', () => {
+  it('keeps running replicas of alive and suspect nodes (also those on their way out); drops dead nodes, stopping, failed and unhealthy ones', () => {
     const s = stateOf({
       [key.svc('web')]: svc(),
       [key.member('a')]: { status: 'alive' } satisfies MemberRecord,
       [key.member('b')]: { status: 'suspect' } satisfies MemberRecord,
       [key.member('c')]: { status: 'dead' } satisfies MemberRecord,
-      [key.tasks('a')]: { tasks: [task(0, 'a0'), task(1, 'a1', { desired: 'shutdown' }), task(2, 'a2', { state: 'failed' }), task(3, 'a3', { health: 'unhealthy' })] } satisfies TaskReport,
+      [key.tasks('a')]: { tasks: [task(0, 'a0'), task(1, 'a1', { desired: 'shutdown', state: 'stopping' }), task(2, 'a2', { state: 'failed' }), task(3, 'a3', { health: 'unhealthy' }), task(6, 'a6', { desired: 'shutdown' })] } satisfies TaskReport,
       [key.tasks('b')]: { tasks: [task(4, 'b4')] } satisfies TaskReport,
       [key.tasks('c')]: { tasks: [task(5, 'c5')] } satisfies TaskReport
     })
-    assert.deepEqual(routableEndpoints(s).get('web')?.map((e) => e.container), ['a0', 'b4'])
+    assert.deepEqual(routableEndpoints(s).get('web')?.map((e) => e.container), ['a0', 'a6', 'b4'])
   })
 
   it('with a healthcheck, only healthy replicas are routable', () => {
