@@ -35,7 +35,7 @@ export async function followOrDetach (client: ApiClient, g: GlobalOptions, o: { 
   if (o.detach === true || expect.length === 0) return
   const r = await follow(client, expect, g.json === true ? process.stderr : process.stderr)
   if (!r.ok) {
-    if (r.lines.every((l) => l.includes(': rollout '))) throw new CliUserError(r.lines.join('\n'))
+    if (/ rollout (paused|rolled back|rollback paused): /.test(r.lines[0] ?? '')) throw new CliUserError(r.lines.join('\n'))
     throw new CliUserError(`not all replicas are running:\n  ${r.lines.join('\n  ')}`)
   }
   const waiting = r.lines.filter((l) => l.includes('promote'))

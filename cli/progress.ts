@@ -53,6 +53,9 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
         (r.state === 'paused' && r.canary > 0 && !/^(canary|blue-green)/.test(r.reason)))
       if (stopped) {
         problems.push(`${e.service}: rollout ${r.state}: ${r.reason}`)
+        for (const t of tasks) {
+          if (t.service === e.service && (t.state === 'failed' || t.state === 'rejected') && t.error !== '') problems.push(`  ${t.service}.${t.slot}${t.nodeName !== '' ? ` on ${t.nodeName}` : ''}: ${t.state}: ${t.error}`)
+        }
         lines.push(`${e.service.padEnd(16)} rollout ${r.state}`)
         continue
       }
@@ -61,7 +64,10 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
         lines.push(`${e.service.padEnd(16)} ${bar(r.updated, r.total)} rolling back to generation ${r.generation}: ${r.updated}/${r.total}`)
         continue
       }
+      const stopping = tasks.filter((t) => t.service === e.service && t.desired === 'shutdown' && !(r?.canary !== undefined && r.canary >= r.total && t.state === 'running')).length
       if (r !== undefined && r.state === 'paused' && r.canary > 0 && r.generation === e.generation) {
+        // a canary's replaced replicas are gone (blue-green keeps the old set running: that is the point)
+        if (stopping > 0) allDone = false
         notes.push(`${e.service}: ${r.reason} (\`p2p-orch promote ${e.service}\` / \`p2p-orch rollback ${e.service}\`)`)
         lines.push(`${e.service.padEnd(16)} ${bar(r.updated, r.total)} ${r.updated}/${r.total} on generation ${r.generation}, waiting for promote`)
         continue
@@ -99,7 +105,7 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
     }
     lastText = text
     if (allDone && problems.length === 0) return { ok: true, lines: [...lines, ...notes] }
-    const stoppedRollout = problems.some((p) => p.includes(': rollout '))
+    const stoppedRollout = problems.some((p) => / rollout (paused|rolled back|rollback paused): /.test(p))
     if (stoppedRollout) return { ok: false, lines: problems }
     const settled = problems.length > 0 && Date.now() - started >= FAILURE_PATIENCE_MS / 2
     if (settled) return { ok: false, lines: problems }

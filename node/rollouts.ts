@@ -49,7 +49,8 @@ export function dueDecision (svc: ServiceState, current: RolloutDecision | undef
   if (r.outcome !== null) return null
   const base = { generation: svc.generation, epoch: r.epoch, at: now }
   if (planState === 'completed') return { ...base, outcome: 'completed', reason: cut }
-  if (planState !== 'failed') return null
+  // a first deploy has no version to go back to, nor one to keep: its replicas just retry
+  if (planState !== 'failed' || r.from === null) return null
   const rollback = r.policy.failureAction === 'rollback' && svc.record.previous !== undefined && r.kind === 'update'
   return { ...base, outcome: rollback ? 'rollback' : 'paused', reason: cut }
 }
