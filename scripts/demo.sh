@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's "run it" command (`npm start`): a local cluster of three agents on 127.0.0.2–4
-# (data in .demo/), a sample stack deployed, `web` scaled to 10 with live progress, and the
+# (data in .demo/), a sample stack deployed, `web` scaled to 10 with live progress, a rolling
+# update of `web` followed batch by batch, and the
 # commands to look around and to stop it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -59,6 +60,9 @@ for i in 1 2 3; do
 done
 worker="$(docker ps -q --filter label=p2p-orch.service=worker | head -1)"
 if [ -n "$worker" ]; then echo; echo "== a worker container reaches web by its name:"; docker exec "$worker" wget -q -O - http://web/ || true; fi
+echo; echo "== a rolling update of web to version 2 from node3 (5 at a time, start-first; no node leads it)"
+$P --data "$DEMO/n3" update web --env VERSION=2
+printf '127.0.0.2:8080 -> %s\n' "$("$NODE" -e "fetch('http://127.0.0.2:8080/').then(r => r.text()).then(t => process.stdout.write(t.trim()), e => process.stdout.write('failed: ' + e.message))")"
 cat <<TXT
 
 The cluster keeps running. Look around:
@@ -66,6 +70,7 @@ The cluster keeps running. Look around:
   npx p2p-orch nodes          npx p2p-orch services        npx p2p-orch ps web
   npx p2p-orch scale web=3    docker ps --filter label=p2p-orch.service=web
   curl http://127.0.0.3:8080/    npx p2p-orch inspect web     npx p2p-orch logs worker
+  npx p2p-orch update web --env VERSION=3    npx p2p-orch rollout status web    npx p2p-orch rollback web
   kill -9 \$(cat $DEMO/n3.pid)   # a lost node: watch the survivors take over its replicas
 Logs: $DEMO/n1.log …   Stop everything cleanly:  npm run stop
 TXT
