@@ -82,7 +82,11 @@ export async function follow (client: ApiClient, expect: Expectation[], out: Nod
       const done = running === total && wanted.length === total && extra === 0 && !rolling
       if (!done) allDone = false
       const batch = rolling && r.batches > 0 ? ` · batch ${r.batch}/${r.batches} ${r.state}` : ''
-      lines.push(`${e.service.padEnd(16)} ${bar(running, total)} ${running}/${total} running${extra > 0 ? `, ${extra} stopping` : ''}${batch}`)
+      // replicas on their way out that still serve (the old generation in a start-first rollout, a handover)
+      const serving = mine.filter((t) => t.desired === 'shutdown' && t.state === 'running').length
+      const leaving = [serving > 0 ? `${serving} old serving` : '', extra - serving > 0 ? `${extra - serving} stopping` : ''].filter((x) => x !== '').join(', ')
+      const what = rolling ? `updated to generation ${e.generation}` : 'running'
+      lines.push(`${e.service.padEnd(16)} ${bar(running, total)} ${running}/${total} ${what}${leaving !== '' ? `, ${leaving}` : ''}${batch}`)
       // a rollout's failures end in its failure action (above), not in our patience
       if (rolling) continue
       for (const t of wanted) {
