@@ -55,7 +55,8 @@ export function registerClusterRoutes (control: ControlServer, node: P2pNode): v
     clusterId: node.identity.cluster.clusterId,
     addrs: node.host.getMultiaddrs().map(String),
     canWrite: true,
-    version: VERSION
+    version: VERSION,
+    stateRoot: Buffer.from(node.states.state.rootHash()).toString('hex')
   }))
 
   control.route('GET', '/nodes', () => nodeViews(node.states.state, node.id))

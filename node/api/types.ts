@@ -19,6 +19,8 @@ export interface InfoResponse {
   /** the node accepts writes signed by a credential (always: nodes hold no operator key) */
   canWrite: boolean
   version: string
+  /** root hash of the node's merged state (hex): nodes holding the same state show the same root */
+  stateRoot: string
 }
 
 // ---- signed writes -----------------------------------------------------------------------

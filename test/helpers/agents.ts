@@ -68,6 +68,8 @@ export interface AgentOptions {
   env?: Record<string, string>
   /** how long startAgent waits for the control socket (default 20 s) */
   readyTimeoutMs?: number
+  /** run the agent inside this network namespace (`ip netns exec`, which execs: the pid is the agent's) */
+  netns?: string
 }
 
 export interface ExitInfo {
@@ -335,7 +337,8 @@ export async function spawnAgent (o: AgentOptions): Promise<Agent> {
   const err = openSync(errFile, 'a')
   let proc: ChildProcess
   try {
-    proc = spawn(NODE, [CLI, ...agentArgs({ ...o, dir })], {
+    const argv = [CLI, ...agentArgs({ ...o, dir })]
+    proc = spawn(o.netns !== undefined ? 'ip' : NODE, o.netns !== undefined ? ['netns', 'exec', o.netns, NODE, ...argv] : argv, {
       cwd: ROOT,
       env: { ...process.env, XDG_CONFIG_HOME: testConfigHome(), ...(o.env ?? {}) },
       stdio: ['ignore', out, err]
